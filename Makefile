@@ -1,0 +1,19 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv first (scripts/setup.sh).
+PY := .venv/bin/python
+export OMP_NUM_THREADS ?= 2
+export MUJOCO_GL ?= egl
+export PYOPENGL_PLATFORM ?= egl
+
+.PHONY: setup demo test lint
+
+setup:
+	bash scripts/setup.sh
+
+demo: setup
+	$(PY) -m robot_stack demo
+
+test: setup
+	$(PY) -m pytest -q --timeout=900 tests
+
+lint: setup
+	$(PY) -m ruff check .

@@ -1,0 +1,114 @@
+"""Benchmarks run by ``robot-stack bench AREA`` (DESIGN.md §7).
+
+An area is a module ``robot_stack/benchmarks/<area>.py`` with ``run(quick: bool) -> BenchReport``.
+Every speed figure is paired with a baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+AREAS = ("perception", "sim", "networks", "recorder", "offline", "serve", "training")
+
+
+@dataclass
+class Target:
+    figure: str
+    op: str  # "<=" or ">="
+    value: float
+
+    def met(self, figures: dict[str, float]) -> bool:
+        got = figures.get(self.figure)
+        if got is None or not np.isfinite(got):
+            return False
+        return got <= self.value if self.op == "<=" else got >= self.value
+
+
+@dataclass
+class BenchReport:
+    area: str
+    figures: dict[str, float] = field(default_factory=dict)
+    targets: list[Target] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    units: dict[str, str] = field(default_factory=dict)
+
+    def add(self, name: str, value: float, unit: str = "") -> None:
+        self.figures[name] = float(value)
+        if unit:
+            self.units[name] = unit
+
+    def target(self, figure: str, op: str, value: float) -> None:
+        if op not in ("<=", ">="):
+            raise ValueError(f"target op must be '<=' or '>=', got {op!r}")
+        self.targets.append(Target(figure, op, value))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"area": self.area, "machine": machine_info(), "figures": self.figures,
+                "units": self.units,
+                "targets": [{"figure": t.figure, "op": t.op, "value": t.value, "met": t.met(self.figures)}
+                            for t in self.targets],
+                "notes": self.notes}
+
+    def print_table(self) -> None:
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"robot-stack bench {self.area}")
+        table.add_column("figure")
+        table.add_column("value", justify="right")
+        table.add_column("unit")
+        table.add_column("target")
+        targets = {t.figure: t for t in self.targets}
+        for name, value in self.figures.items():
+            t = targets.get(name)
+            verdict = "" if t is None else f"{t.op} {t.value:g} " + ("[green]met[/]" if t.met(self.figures)
+                                                                    else "[red]missed[/]")
+            table.add_row(name, f"{value:.4g}", self.units.get(name, ""), verdict)
+        console = Console()
+        console.print(table)
+        for note in self.notes:
+            console.print(f"note: {note}")
+
+    def write_json(self, path: str) -> None:
+        with open(path, "w") as fh:
+            json.dump(self.to_dict(), fh, indent=2)
+
+
+def machine_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
+                            "processor": platform.processor() or platform.machine(),
+                            "cpus": os.cpu_count()}
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            info["gpu"] = torch.cuda.get_device_name(0)
+    except ImportError:
+        pass
+    return info
+
+
+def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> np.ndarray:
+    """Wall-clock seconds of each call after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeats)
+    for i in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out[i] = time.perf_counter() - t0
+    return out
+
+
+def percentiles_ms(samples_s: np.ndarray) -> tuple[float, float]:
+    """(p50, p99) in milliseconds."""
+    return float(np.percentile(samples_s, 50) * 1e3), float(np.percentile(samples_s, 99) * 1e3)

@@ -1,0 +1,63 @@
+"""The ``robot-stack`` command: one subcommand per job (DESIGN.md §6).
+
+Each subcommand lives in ``robot_stack/commands/<name>.py`` and exposes ``HELP`` (one line),
+``add_arguments(parser)`` and ``run(args) -> int``. Command modules import torch, robosuite and
+the like inside ``run`` only, so ``robot-stack --help`` and the robot-PC commands stay light.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("demo", "train", "sweep", "collect", "offline", "export", "serve", "run", "data",
+            "replay", "calibrate", "bench")
+
+
+def _load(name: str):
+    return importlib.import_module(f"robot_stack.commands.{name}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="robot-stack",
+        description="Relaxed-equivariant manipulation policies: train in sim, record to zarr, fine-tune "
+        "offline, deploy through ONNX. Each job reads a YAML file from launch/ and accepts key=value "
+        "overrides.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = _load(name)
+        except ModuleNotFoundError as exc:
+            if not exc.name or not exc.name.startswith("robot_stack.commands"):
+                raise
+            continue
+        cmd = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(cmd)
+        cmd.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from robot_stack.config import ConfigError
+    from robot_stack.specs import SpecError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_module", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run(args) or 0)
+    except (ConfigError, SpecError, FileNotFoundError) as exc:
+        print(f"robot-stack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robot-stack {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
