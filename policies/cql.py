@@ -1,0 +1,170 @@
+"""Conservative Q-Learning (Kumar et al. 2020), SAC-based, with the Lagrangian variant as an option.
+
+Critic loss per head i:
+    TD:      (Q_i(s, a) - y)^2,  y = r + gamma (1 - d) (min_j Q'_j(s', a') [- alpha_ent log pi(a'|s')]),  a' ~ pi(s')
+    penalty: T * mean_s logsumexp_{a ~ mu} (Q_i(s, a) / T) - mean_{(s,a) ~ D} Q_i(s, a)
+where the logsumexp runs over ``num_sampled`` uniform actions, ``num_sampled`` policy actions at s and
+``num_sampled`` policy actions at s' (evaluated at s), each corrected by its sampling density
+(CQL(H) with importance sampling, as in the paper's code and CORL). The penalty is weighted by ``alpha``,
+or, with ``lagrange: true``, by a learned alpha' that keeps it near ``target_action_gap``.
+Actor and entropy temperature: SAC.
+
+Defaults follow the equivariant offline RL paper (Tangri et al. 2024): alpha 1, 10 sampled actions, lr 1e-4.
+The critic is whatever ``policies.networks.build_critic`` makes (invariant for the equivariant families),
+the actor whatever ``build_actor`` makes (equivariant for them).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from policies.offline import Batch, TwinQ, actor_dist, check_finite, sample_tanh_gaussian, soft_update
+
+
+@dataclass
+class CQLConfig:
+    gamma: float = 0.99
+    actor_lr: float = 1e-4
+    critic_lr: float = 1e-4
+    alpha_lr: float = 1e-4  # entropy temperature (and alpha' with lagrange)
+    tau: float = 5e-3  # target critic soft update
+    init_temperature: float = 1.0  # SAC entropy temperature at start
+    target_entropy: float | None = None  # default: -action_dim
+    backup_entropy: bool = False  # subtract alpha_ent log pi(a'|s') in the TD target
+    alpha: float = 1.0  # conservative weight
+    num_sampled: int = 10  # actions per state of each kind (uniform, pi(s), pi(s')) in the logsumexp
+    cql_temperature: float = 1.0
+    lagrange: bool = False
+    target_action_gap: float = 10.0  # with lagrange: the penalty alpha' aims for
+    max_grad_norm: float = 0.0  # 0: no clipping
+
+
+def cql_penalty(q_data: torch.Tensor, q_sampled: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``T * mean_s logsumexp_k (q_sampled[s, k] / T) - mean_s q_data[s]``.
+
+    ``q_data`` [B]: Q at the dataset actions; ``q_sampled`` [B, K]: Q at the sampled actions, already
+    corrected by their log-densities.
+    """
+    lse = torch.logsumexp(q_sampled / temperature, dim=1) * temperature
+    return lse.mean() - q_data.mean()
+
+
+def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
+    return x.repeat_interleave(n, dim=0)
+
+
+class CQL:
+    """``update(batch)`` does one gradient step of the critic, the actor and the temperature(s)."""
+
+    def __init__(self, actor: nn.Module, make_critic: Callable[[], nn.Module], cfg: CQLConfig | None = None,
+                 action_dim: int = 5, device: torch.device | str = "cpu") -> None:
+        self.cfg = cfg or CQLConfig()
+        self.device = torch.device(device)
+        self.action_dim = action_dim
+        self.actor = actor.to(self.device)
+        self.critic = TwinQ(make_critic).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha_ent = torch.tensor(math.log(self.cfg.init_temperature), device=self.device,
+                                          requires_grad=True)
+        self.log_alpha_prime = torch.zeros((), device=self.device, requires_grad=True)
+        self.target_entropy = (-float(action_dim) if self.cfg.target_entropy is None
+                               else self.cfg.target_entropy)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
+        self.alpha_opt = torch.optim.Adam([self.log_alpha_ent], lr=self.cfg.alpha_lr)
+        self.alpha_prime_opt = torch.optim.Adam([self.log_alpha_prime], lr=self.cfg.alpha_lr)
+        self.steps = 0
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "target_critic": self.target_critic}
+
+    # ------------------------------------------------------------ losses
+
+    def sampled_q(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q1, Q2 at the data actions [B] and at the density-corrected sampled actions [B, 3N]."""
+        n, b = self.cfg.num_sampled, batch.size
+        with torch.no_grad():
+            mean, std = actor_dist(self.actor, batch.heightmap, batch.vector)
+            next_mean, next_std = actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
+            pi, logp = sample_tanh_gaussian(_repeat(mean, n), _repeat(std, n))
+            next_pi, next_logp = sample_tanh_gaussian(_repeat(next_mean, n), _repeat(next_std, n))
+        uniform = torch.rand(b * n, self.action_dim, device=self.device) * 2.0 - 1.0
+        uniform_logp = torch.full((b * n,), self.action_dim * math.log(0.5), device=self.device)
+        hm = torch.cat([batch.heightmap, _repeat(batch.heightmap, 3 * n)])
+        vec = torch.cat([batch.vector, _repeat(batch.vector, 3 * n)])
+        # states repeated as [s0 x 3n, s1 x 3n, ...]; reorder the actions to match
+        kinds = torch.stack([uniform.view(b, n, -1), pi.view(b, n, -1), next_pi.view(b, n, -1)], dim=1)
+        actions = torch.cat([batch.action, kinds.reshape(b * 3 * n, -1)])
+        q1, q2 = self.critic(hm, vec, actions)
+        log_dens = torch.stack([uniform_logp.view(b, n), logp.view(b, n), next_logp.view(b, n)], dim=1)
+        log_dens = log_dens.reshape(b, 3 * n)
+        s1 = q1[b:].view(b, 3 * n) - log_dens
+        s2 = q2[b:].view(b, 3 * n) - log_dens
+        return q1[:b], q2[:b], s1, s2
+
+    def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        cfg = self.cfg
+        with torch.no_grad():
+            mean, std = actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
+            next_a, next_logp = sample_tanh_gaussian(mean, std)
+            tq1, tq2 = self.target_critic(batch.next_heightmap, batch.next_vector, next_a)
+            target_q = torch.min(tq1, tq2)
+            if cfg.backup_entropy:
+                target_q = target_q - self.log_alpha_ent.exp() * next_logp
+            y = batch.reward + cfg.gamma * (1.0 - batch.done) * target_q
+        q1, q2, s1, s2 = self.sampled_q(batch)
+        td = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
+        p1 = cql_penalty(q1, s1, cfg.cql_temperature)
+        p2 = cql_penalty(q2, s2, cfg.cql_temperature)
+        if cfg.lagrange:
+            alpha_prime = self.log_alpha_prime.exp().clamp(0.0, 1e6)
+            conservative = cfg.alpha * alpha_prime.detach() * (p1 + p2 - 2 * cfg.target_action_gap)
+            self._alpha_prime_loss = -cfg.alpha * alpha_prime * (p1.detach() + p2.detach()
+                                                                 - 2 * cfg.target_action_gap) * 0.5
+        else:
+            conservative = cfg.alpha * (p1 + p2)
+        info = {"td_loss": td.item(), "cql_penalty": 0.5 * (p1 + p2).item(), "q_data": q1.mean().item(),
+                "q_target": y.mean().item()}
+        return td + conservative, info
+
+    def actor_loss(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+        mean, std = actor_dist(self.actor, batch.heightmap, batch.vector)
+        pi, logp = sample_tanh_gaussian(mean, std)
+        q1, q2 = self.critic(batch.heightmap, batch.vector, pi)
+        alpha = self.log_alpha_ent.exp()
+        loss = (alpha.detach() * logp - torch.min(q1, q2)).mean()
+        alpha_loss = -(self.log_alpha_ent * (logp.detach() + self.target_entropy)).mean()
+        return loss, alpha_loss, {"actor_loss": loss.item(), "entropy_temp": alpha.item(),
+                                  "log_pi": logp.mean().item()}
+
+    # ------------------------------------------------------------ step
+
+    def update(self, batch: Batch) -> dict[str, float]:
+        loss_c, info = self.critic_loss(batch)
+        self._step(self.critic_opt, loss_c, self.critic)
+        if self.cfg.lagrange:
+            self._step(self.alpha_prime_opt, self._alpha_prime_loss, None)
+            info["alpha_prime"] = self.log_alpha_prime.exp().item()
+        self.critic.requires_grad_(False)
+        loss_a, loss_t, info_a = self.actor_loss(batch)
+        self._step(self.actor_opt, loss_a, self.actor)
+        self.critic.requires_grad_(True)
+        self._step(self.alpha_opt, loss_t, None)
+        soft_update(self.target_critic, self.critic, self.cfg.tau)
+        self.steps += 1
+        info.update(info_a, critic_loss=loss_c.item())
+        check_finite(info, f"CQL step {self.steps}")
+        return info
+
+    def _step(self, opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module | None) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if module is not None and self.cfg.max_grad_norm > 0:
+            nn.utils.clip_grad_norm_(module.parameters(), self.cfg.max_grad_norm)
+        opt.step()
