@@ -1,0 +1,256 @@
+"""The fixed-rate control loop: camera -> heightmap -> policy -> safety filter -> arm, recorded.
+
+Each period has a deadline. The policy gets what is left of the period (minus a reserve for the filter and
+the arm); no answer in time, an error reply or a late answer hold the pose for that period, and ``K``
+silent periods in a row stop the arm and end the episode. A lost camera stops the arm cleanly. Every step
+that reached the arm (applied or held) is handed to the recorder before anything else can fail, and the
+episode is closed (saved) on every way out, exceptions included.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from robot_stack.devices import Arm, ArmError, ArmState, Camera, CameraError
+from robot_stack.runtime.metrics import LatencyHistogram
+from robot_stack.runtime.safety import SafetyFilter
+from robot_stack.specs import PolicySpec, SpecError
+
+
+class Policy(Protocol):
+    spec: PolicySpec | None
+
+    def act(self, obs: dict[str, np.ndarray], timeout: float | None = None) -> np.ndarray: ...
+
+
+class Recorder(Protocol):
+    def start_episode(self, meta: dict[str, Any] | None = None) -> Any: ...
+
+    def add_step(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, info: dict) -> Any: ...
+
+    def end_episode(self, success: bool) -> Any: ...
+
+
+@dataclass
+class LoopConfig:
+    """Loop timing. ``reserve`` is the fraction of a period kept for the safety filter and the arm."""
+
+    rate_hz: float = 10.0
+    silent_periods: int = 3
+    max_steps: int = 50
+    episodes: int = 1
+    reserve: float = 0.2
+    realtime: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0.1 <= self.rate_hz <= 500:
+            raise ValueError(f"rate_hz must be in [0.1, 500], got {self.rate_hz}")
+        if self.silent_periods < 1 or self.max_steps < 1 or not 0 <= self.reserve < 1:
+            raise ValueError("silent_periods and max_steps must be >= 1 and reserve in [0, 1)")
+
+    @property
+    def period(self) -> float:
+        return 1.0 / self.rate_hz
+
+
+@dataclass
+class EpisodeResult:
+    steps: int = 0
+    success: bool = False
+    reason: str = ""
+    held: int = 0
+    missed_deadlines: int = 0
+    overruns: int = 0
+    nan_actions: int = 0
+    clipped: int = 0
+    latency: LatencyHistogram = field(default_factory=LatencyHistogram)
+    work: LatencyHistogram = field(default_factory=LatencyHistogram)
+
+
+class _EndEpisode(Exception):
+    def __init__(self, reason: str, success: bool = False, stop_arm: bool = False, quit_loop: bool = False):
+        super().__init__(reason)
+        self.reason, self.success, self.stop_arm, self.quit_loop = reason, success, stop_arm, quit_loop
+
+
+def default_observation(spec: PolicySpec) -> Callable[[np.ndarray, ArmState], dict[str, np.ndarray]]:
+    """Heightmap [S, S] + arm state -> the observation dict of ``spec`` (heightmap, gripper, extras)."""
+    hm_field = spec.observation["heightmap"]
+    if hm_field.shape[0] != 1:
+        raise SpecError(f"the control loop builds 1-channel heightmaps; the policy wants {hm_field.shape}")
+    z_min, max_h = spec.heightmap.workspace.z_min, spec.heightmap.max_height
+
+    def build(heightmap: np.ndarray, state: ArmState) -> dict[str, np.ndarray]:
+        height = (float(np.asarray(state.ee_pos)[2]) - z_min) / max_h
+        obs = {"heightmap": np.asarray(heightmap, dtype=np.float32)[None],
+               "gripper": np.array([state.gripper, height], dtype=np.float32)}
+        for f in spec.observation.fields:
+            if f.name not in obs:
+                obs[f.name] = np.asarray(state.extra[f.name], dtype=np.float32).reshape(f.shape)
+        return obs
+
+    return build
+
+
+class ControlLoop:
+    """Drives ``arm`` from ``camera`` through ``policy`` at ``cfg.rate_hz``; see the module docstring."""
+
+    def __init__(self, arm: Arm, camera: Camera, projector: Callable[[Any], np.ndarray], policy: Policy,
+                 safety: SafetyFilter, spec: PolicySpec, cfg: LoopConfig, recorder: Recorder | None = None,
+                 keys: Any = None, clock: Callable[[], float] = time.monotonic, log: Callable[[str], None] = print):
+        self.arm, self.camera, self.projector, self.policy = arm, camera, projector, policy
+        self.safety, self.spec, self.cfg, self.recorder = safety, spec, cfg, recorder
+        self.keys = keys if keys is not None else _NoKeys()
+        self.clock, self.log = clock, log
+        self.build_obs = default_observation(spec)
+        self.quit = False
+
+    # ---- episodes --------------------------------------------------------------------------------------
+    def run(self, episodes: int | None = None) -> list[EpisodeResult]:
+        results = []
+        for index in range(self.cfg.episodes if episodes is None else episodes):
+            if self.quit or not self._wait_for_start():
+                break
+            results.append(self.run_episode({"episode_index": index}))
+            if results[-1].reason == "camera_lost":
+                break
+        return results
+
+    def _wait_for_start(self) -> bool:
+        if not getattr(self.keys, "enabled", False) or isinstance(self.keys, _NoKeys):
+            return True
+        self.log("press s to start an episode, q to quit")
+        while True:
+            for key in self.keys.poll():
+                if key == "start":
+                    return True
+                if key == "quit":
+                    self.quit = True
+                    return False
+            self.arm.hold()
+            time.sleep(self.cfg.period)
+
+    def run_episode(self, meta: dict[str, Any] | None = None) -> EpisodeResult:
+        result = EpisodeResult()
+        state = self.arm.reset()
+        self.safety.reset(gripper_cmd=1.0 if state.gripper > 0.5 else -1.0)
+        if self.recorder is not None:
+            self.recorder.start_episode(dict(meta or {}))
+        silent = 0
+        try:
+            next_deadline = self.clock() + self.cfg.period
+            while result.steps < self.cfg.max_steps:
+                state, silent = self._period(state, silent, next_deadline, result)
+                next_deadline = self._wait(next_deadline, result)
+            result.reason = "max_steps"
+            result.success = bool(state.extra.get("success", False))
+        except _EndEpisode as end:
+            result.reason, result.success = end.reason, end.success
+            self.quit = self.quit or end.quit_loop
+            if end.stop_arm:
+                self._stop_arm()
+        except BaseException:
+            result.reason = "error"
+            self._stop_arm()
+            raise
+        finally:
+            if self.recorder is not None:
+                self.recorder.end_episode(result.success)
+        self.log(f"episode ended: {result.reason}, {result.steps} steps, success={result.success}, "
+                 f"held={result.held}, missed={result.missed_deadlines}")
+        return result
+
+    def _stop_arm(self) -> None:
+        try:
+            self.arm.stop()
+        except ArmError as exc:
+            self.log(f"arm stop failed: {exc}")
+
+    # ---- one period --------------------------------------------------------------------------------------
+    def _period(self, state: ArmState, silent: int, deadline: float, result: EpisodeResult) -> tuple[ArmState, int]:
+        t0 = self.clock()
+        self._operator_keys()
+        try:
+            frame = self.camera.read()
+            obs = self.build_obs(self.projector(frame), state)
+        except (CameraError, SpecError, OSError) as exc:
+            self.log(f"camera lost: {exc}")
+            raise _EndEpisode("camera_lost", stop_arm=True, quit_loop=True) from None
+        action, policy_s = self._ask_policy(obs, deadline)
+        if action is None:
+            silent += 1
+            result.missed_deadlines += 1
+            command = self.safety.hold_command()
+            new_state = self.arm.hold()
+            result.held += 1
+            report = None
+        else:
+            silent = 0
+            command, report = self.safety(action, state)
+            new_state = self.arm.apply(command)
+            result.nan_actions += int(report.nan)
+            result.clipped += int(report.clipped)
+        result.steps += 1
+        result.latency.record(policy_s)
+        result.work.record(self.clock() - t0)
+        self._record(obs, command, new_state, action is None, report, policy_s, self.clock() - t0)
+        if silent >= self.cfg.silent_periods:
+            self.log(f"policy silent for {silent} periods: stopping the arm")
+            raise _EndEpisode("policy_silent", stop_arm=True)
+        if new_state.extra.get("done"):
+            raise _EndEpisode("done", success=bool(new_state.extra.get("success", False)))
+        return new_state, silent
+
+    def _ask_policy(self, obs: dict[str, np.ndarray], deadline: float) -> tuple[np.ndarray | None, float]:
+        """The policy's action, or None when it failed or would reach the arm after the deadline."""
+        start = self.clock()
+        cutoff = deadline - self.cfg.reserve * self.cfg.period
+        try:
+            action = self.policy.act(obs, timeout=max(cutoff - start, 0.0))
+        except Exception as exc:  # timeouts, server errors, a dead connection: all mean "no action now"
+            self.log(f"policy gave no action: {type(exc).__name__}: {exc}")
+            return None, self.clock() - start
+        elapsed = self.clock() - start
+        if self.cfg.realtime and self.clock() > cutoff:
+            return None, elapsed
+        return np.asarray(action, dtype=np.float32).reshape(-1), elapsed
+
+    def _operator_keys(self) -> None:
+        for key in self.keys.poll():
+            if key in ("stop", "quit"):
+                raise _EndEpisode("operator_stop", stop_arm=True, quit_loop=key == "quit")
+            if key in ("success", "failure"):
+                raise _EndEpisode(f"operator_{key}", success=key == "success")
+
+    def _record(self, obs, command, state: ArmState, held: bool, report, policy_s: float, step_s: float) -> None:
+        if self.recorder is None:
+            return
+        info = {"held": held, "policy_ms": policy_s * 1e3, "step_ms": step_s * 1e3,
+                "nan": bool(report.nan) if report else False, "clipped": int(report.clipped) if report else 0}
+        self.recorder.add_step(obs, self.safety.normalized(command), float(state.extra.get("reward", 0.0)), info)
+
+    def _wait(self, deadline: float, result: EpisodeResult) -> float:
+        """Sleep to the deadline; returns the next one. An overrun restarts the schedule from now."""
+        now = self.clock()
+        if not self.cfg.realtime:
+            return now + self.cfg.period
+        if now > deadline:
+            result.overruns += 1
+            return now + self.cfg.period
+        time.sleep(deadline - now)
+        return deadline + self.cfg.period
+
+
+class _NoKeys:
+    enabled = False
+
+    def poll(self) -> list[str]:
+        return []
+
+    def close(self) -> None:
+        pass
