@@ -23,20 +23,19 @@ def project_numpy(depth: np.ndarray, scale: float, col_ray: np.ndarray, row_ray:
                   offset: np.ndarray, inv_cell: float, size: int, max_height: float, min_depth: float,
                   max_depth: float, out: np.ndarray) -> int:
     """Vectorised numpy version of ``project_numba``; fills ``out`` and returns the count of valid pixels."""
-    d = depth.astype(np.float64) * scale
+    d = depth.astype(np.float32) * np.float32(scale)
     valid = (d > min_depth) & (d <= max_depth)  # NaN compares false, so NaN is invalid too
     n_valid = int(np.count_nonzero(valid))
-    rows, cols = np.nonzero(valid)
-    dv = d[rows, cols]
-    rays = row_ray[rows] + col_ray[cols]
-    pts = offset + dv[:, None] * rays
-    fcol = pts[:, 0] * inv_cell + size / 2.0
-    frow = pts[:, 1] * inv_cell + size / 2.0
-    inside = (fcol >= 0) & (fcol < size) & (frow >= 0) & (frow < size)
-    flat = frow[inside].astype(np.int64) * size + fcol[inside].astype(np.int64)
-    heights = np.clip(pts[inside, 2], 0.0, max_height).astype(np.float32)
+    d = np.where(valid, d, np.float32(0.0))
+    half = np.float32(size / 2.0)
+    ray32 = row_ray.astype(np.float32), col_ray.astype(np.float32)
+    fcol = (np.float32(offset[0]) + d * (ray32[0][:, None, 0] + ray32[1][None, :, 0])) * np.float32(inv_cell) + half
+    frow = (np.float32(offset[1]) + d * (ray32[0][:, None, 1] + ray32[1][None, :, 1])) * np.float32(inv_cell) + half
+    keep = valid & (fcol >= 0) & (fcol < size) & (frow >= 0) & (frow < size)
+    flat = frow[keep].astype(np.int32) * size + fcol[keep].astype(np.int32)
+    z = np.float32(offset[2]) + d[keep] * (ray32[0][:, None, 2] + ray32[1][None, :, 2])[keep]
     out.fill(EMPTY)
-    np.maximum.at(out.reshape(-1), flat, heights)
+    np.maximum.at(out.reshape(-1), flat, np.clip(z, 0.0, max_height).astype(np.float32))
     return n_valid
 
 
