@@ -1,0 +1,240 @@
+"""The on-disk episode store: zarr v3 layout, atomic commit, repair and validation.
+
+Layout (see ``docs/recorder.md``)::
+
+    zarr.json                 root attrs["robot_stack"] = {format, schema_version, obs_spec, action_spec, meta, ...}
+    data/<key>                one array per key, concatenated over time (axis 0 = step)
+    meta/episode_ends         int64[E], exclusive end step of each committed episode (fill value -1)
+    meta/episodes             string[E], one JSON object of metadata per committed episode
+
+Commit protocol: an episode's steps are appended to every ``data/`` array first, then its metadata
+to ``meta/episodes``, and last its end to ``meta/episode_ends``. zarr's ``LocalStore`` writes every
+file to a temporary name and renames it into place, so each chunk and each ``zarr.json`` is either
+the old or the new version. Readers trust only the valid prefix of ``episode_ends`` (strictly
+increasing, not the fill value, not beyond any data array), so a kill at any moment leaves at most
+uncommitted steps behind, which :func:`repair` truncates when a writer opens the store again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+from zarr.codecs import BloscCodec
+
+from robot_stack.specs import ActionSpec, ObservationSpec, SpecError
+
+log = logging.getLogger("robot_stack.recorder")
+
+FORMAT = "robot_stack.episodes"
+SCHEMA_VERSION = 1
+ATTR = "robot_stack"
+ENDS = "meta/episode_ends"
+INFO = "meta/episodes"
+# Keys every store has besides the observation fields.
+CORE_KEYS = ("action", "reward", "terminal", "timestamp")
+# Per-step keys a caller may add through ``info`` (optional, fixed by an episode's first step).
+OPTIONAL_KEYS = ("depth", "color")
+LATENCY_PREFIX = "latency_"
+RESERVED = CORE_KEYS + OPTIONAL_KEYS
+# Chosen by ``robot-stack bench recorder`` (see docs/recorder.md for the measured table).
+DEFAULT_COMPRESSOR = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
+DEFAULT_CHUNK_BYTES = 512 * 1024
+MAX_CHUNK_STEPS = 4096
+
+
+class StoreError(SpecError):
+    """A path that is not a usable episode store; the message names the problem."""
+
+
+def compressor(spec: dict[str, Any] | None = None) -> BloscCodec:
+    spec = dict(DEFAULT_COMPRESSOR if spec is None else spec)
+    return BloscCodec(cname=spec["cname"], clevel=int(spec["clevel"]), shuffle=spec["shuffle"])
+
+
+def chunk_steps(step_shape: tuple[int, ...], dtype: np.dtype, target_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
+    """Steps per chunk so a chunk holds about ``target_bytes`` raw bytes (at least 1, at most 4096)."""
+    step_bytes = max(1, int(np.prod(step_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
+    return int(min(MAX_CHUNK_STEPS, max(1, target_bytes // step_bytes)))
+
+
+def is_store(path: str | Path) -> bool:
+    p = Path(path)
+    return (p / "zarr.json").is_file()
+
+
+def _header(group: zarr.Group, where: str) -> dict[str, Any]:
+    head = group.attrs.get(ATTR)
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise StoreError(f"{where} is a zarr group but not a robot-stack episode store (no '{ATTR}' header)")
+    version = head.get("schema_version")
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(f"{where} has schema version {version!r}; this robot-stack reads versions up to "
+                         f"{SCHEMA_VERSION}: upgrade robot-stack to read it")
+    return head
+
+
+def open_group(path_or_url: str | Path, mode: str = "r", storage_options: dict | None = None
+               ) -> tuple[zarr.Group, dict[str, Any]]:
+    """Open an existing store (local path or fsspec URL), check its header; ``(group, header)``."""
+    where = str(path_or_url)
+    local = "://" not in where or where.startswith("file://")
+    if local:
+        p = Path(where.removeprefix("file://"))
+        if not p.exists():
+            raise FileNotFoundError(f"no episode store at {where}")
+        if not is_store(p):
+            raise StoreError(f"{where} is not a robot-stack episode store (no zarr.json)")
+    try:
+        kwargs = {"storage_options": storage_options} if storage_options and not local else {}
+        group = zarr.open_group(where if not local else str(p), mode=mode, **kwargs)
+    except (FileNotFoundError, KeyError, ValueError, TypeError) as exc:
+        raise StoreError(f"{where} is not a readable zarr v3 group: {exc}") from exc
+    return group, _header(group, where)
+
+
+def step_keys(obs_spec: ObservationSpec) -> tuple[str, ...]:
+    clash = [n for n in obs_spec.names if n in RESERVED or n.startswith(LATENCY_PREFIX)]
+    if clash:
+        raise SpecError(f"observation field names {clash} clash with the recorder's reserved keys {RESERVED}")
+    return tuple(obs_spec.names) + CORE_KEYS
+
+
+def valid_ends(ends: np.ndarray, n_info: int, data_len: int) -> int:
+    """Length of the committed prefix of ``episode_ends``."""
+    n, prev = 0, 0
+    for e in np.asarray(ends, dtype=np.int64)[:n_info]:
+        if e <= prev or e > data_len:
+            break
+        n, prev = n + 1, int(e)
+    return n
+
+
+@dataclass
+class StoreState:
+    """What a reader may trust: ``n_episodes`` committed episodes ending at ``ends``."""
+
+    ends: np.ndarray
+    infos: list[dict[str, Any]]
+    data_lengths: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def n_episodes(self) -> int:
+        return len(self.ends)
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+
+def read_state(group: zarr.Group) -> StoreState:
+    """The committed episodes of an open group (never trusts data beyond ``episode_ends``)."""
+    data = group["data"]
+    lengths = {name: int(arr.shape[0]) for name, arr in data.arrays()}
+    ends_arr, info_arr = group[ENDS], group[INFO]
+    n_info = int(info_arr.shape[0])
+    ends = np.asarray(ends_arr[:], dtype=np.int64) if ends_arr.shape[0] else np.zeros(0, np.int64)
+    data_len = min(lengths.values()) if lengths else 0
+    n = valid_ends(ends, n_info, data_len)
+    infos = [json.loads(s) for s in info_arr[:n]] if n else []
+    return StoreState(ends[:n].copy(), infos, lengths)
+
+
+def create(path: str | Path, obs_spec: ObservationSpec, action_spec: ActionSpec, meta: dict[str, Any],
+           compressor_spec: dict[str, Any] | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> zarr.Group:
+    """A new empty store with the header and the ``meta/`` arrays (data arrays come with the first step)."""
+    step_keys(obs_spec)
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "obs_spec": obs_spec.to_dict(),
+              "action_spec": action_spec.to_dict(), "meta": _jsonable(meta),
+              "compressor": dict(compressor_spec or DEFAULT_COMPRESSOR), "chunk_bytes": int(chunk_bytes)}
+    group = zarr.open_group(str(path), mode="w-")
+    group.create_group("data")
+    group.create_array(ENDS, shape=(0,), chunks=(4096,), dtype="int64", fill_value=-1)
+    group.create_array(INFO, shape=(0,), chunks=(1024,), dtype=str)
+    group.attrs[ATTR] = header  # written last: a store without its header is not a store
+    return group
+
+
+def create_data_array(group: zarr.Group, key: str, step_shape: tuple[int, ...], dtype: np.dtype,
+                      header: dict[str, Any]) -> zarr.Array:
+    steps = chunk_steps(step_shape, dtype, int(header.get("chunk_bytes", DEFAULT_CHUNK_BYTES)))
+    fill = False if np.dtype(dtype) == np.bool_ else 0
+    return group.create_array(f"data/{key}", shape=(0, *step_shape), chunks=(steps, *step_shape), dtype=dtype,
+                              compressors=compressor(header.get("compressor")), fill_value=fill)
+
+
+def append_steps(group: zarr.Group, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
+    """Append a block of steps (same length for every key) to the ``data/`` arrays, creating missing ones."""
+    data = group["data"]
+    existing = dict(data.arrays())
+    for key, value in arrays.items():
+        arr = existing.get(key)
+        if arr is None:
+            arr = create_data_array(group, key, value.shape[1:], value.dtype, header)
+        arr.append(value, axis=0)
+
+
+def commit(group: zarr.Group, end: int, info: dict[str, Any]) -> None:
+    """Make the episode ending at step ``end`` visible: metadata first, ``episode_ends`` last."""
+    group[INFO].append(np.array([json.dumps(_jsonable(info), sort_keys=True)], dtype=object))
+    group[ENDS].append(np.array([end], dtype=np.int64))
+
+
+def repair(path: str | Path, group: zarr.Group) -> list[str]:
+    """Truncate whatever a killed writer left beyond the last committed episode; returns what was done."""
+    actions = [f"removed leftover temporary file {p.relative_to(path)}" for p in _remove_partials(Path(path))]
+    state = read_state(group)
+    end = state.n_steps
+    short = {k: n for k, n in state.data_lengths.items() if n < end}
+    if short:
+        raise StoreError(f"{path}: data arrays shorter than the committed episodes ({end} steps): {short}; "
+                         "this is not a crash leftover, run 'robot-stack data validate'")
+    for name, arr in group["data"].arrays():
+        if arr.shape[0] > end:
+            actions.append(f"discarded {arr.shape[0] - end} uncommitted steps of data/{name}")
+            arr.resize((end, *arr.shape[1:]))
+    for key in (ENDS, INFO):
+        arr = group[key]
+        if arr.shape[0] > state.n_episodes:
+            actions.append(f"discarded {arr.shape[0] - state.n_episodes} uncommitted entries of {key}")
+            arr.resize((state.n_episodes,))
+    for msg in actions:
+        log.warning("repaired interrupted store %s: %s", path, msg)
+    return actions
+
+
+def _remove_partials(root: Path) -> list[Path]:
+    found = []
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(".partial"):
+                p = Path(dirpath) / name
+                p.unlink(missing_ok=True)
+                found.append(p)
+    return found
+
+
+def _jsonable(value: Any) -> Any:
+    """Metadata as plain JSON (numpy scalars and arrays, tuples and spec objects converted)."""
+    if hasattr(value, "to_dict"):
+        return _jsonable(value.to_dict())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    raise SpecError(f"episode metadata value {value!r} ({type(value).__name__}) cannot be stored as JSON")
