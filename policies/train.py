@@ -1,0 +1,376 @@
+"""The online training job behind ``robot-stack train``: vector envs -> replay -> SAC, with evals and checkpoints.
+
+Checkpoints (``<out_dir>/checkpoint.pt`` + ``<out_dir>/buffer.npz``, each written atomically) hold
+the networks, optimisers, temperature, step and episode counters, RNG states, the eval history and
+the full replay buffer. Resuming restores all of that exactly; the one approximation is that the
+environments start fresh episodes (an episode cut by the kill is not continued, and its partial
+n-step window is dropped). Ctrl-C saves a checkpoint before the job exits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from robot_stack import config
+from robot_stack.specs import PolicySpec, mismatches
+from robot_stack.symmetry import Group
+
+from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies, vector_of
+from policies.sac import SAC, SACConfig, pick_device
+
+TOY_TASKS = ("toy_reach",)
+CHECKPOINT_FORMAT = 1
+
+
+class CheckpointError(config.ConfigError):
+    """A checkpoint that cannot be resumed by this config; the message says what differs."""
+
+
+@dataclass
+class TrainConfig:
+    task: str = "toy_reach"
+    env: dict[str, Any] = field(default_factory=dict)  # options for sim.make_env / the toy env
+    network: dict[str, Any] = field(default_factory=lambda: {"family": "relaxed", "group": "C8"})
+    sac: SACConfig = field(default_factory=SACConfig)
+    seed: int = 0
+    total_steps: int = 5000  # environment steps, summed over the vector envs (expert steps not counted)
+    num_envs: int = 1
+    async_envs: bool = False  # gymnasium AsyncVectorEnv (one process per env) instead of SyncVectorEnv
+    expert_episodes: int = 20  # scripted-expert episodes seeded into the buffer before training
+    expert_noise: float = 0.0
+    random_steps: int = 0  # uniform random actions for the first steps
+    learning_starts: int = 64  # buffer size before updates start
+    updates_per_step: float = 1.0  # gradient updates per environment step
+    buffer_capacity: int = 50000
+    eval_every: int = 500
+    eval_episodes: int = 10
+    checkpoint_every: int = 1000
+    out_dir: str = "runs/{task}_{family}_s{seed}"
+    resume: bool = True  # continue from out_dir's checkpoint when there is one
+    export_onnx: bool = True
+    device: str = "auto"
+    progress: bool = True
+    tensorboard: bool = True
+    success_window: int = 20  # training episodes behind the live success rate
+
+    def __post_init__(self) -> None:
+        if self.total_steps < 1 or self.num_envs < 1:
+            raise ValueError(f"total_steps and num_envs must be >= 1, got {self.total_steps}, {self.num_envs}")
+        if self.eval_every < 1 or self.checkpoint_every < 1 or self.eval_episodes < 1:
+            raise ValueError("eval_every, checkpoint_every and eval_episodes must be >= 1")
+        if self.updates_per_step < 0:
+            raise ValueError(f"updates_per_step must be >= 0, got {self.updates_per_step}")
+        for key in ("family", "group"):
+            if key not in self.network:
+                raise ValueError(f"network.{key} is required (e.g. network.family=relaxed network.group=C8)")
+
+    @property
+    def family(self) -> str:
+        return str(self.network["family"])
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir.format(task=self.task, family=self.family, seed=self.seed))
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    step: int
+    evals: list[dict[str, float]]
+    interrupted: bool = False
+    onnx_path: Path | None = None
+
+    @property
+    def final_success(self) -> float:
+        return self.evals[-1]["success_rate"] if self.evals else float("nan")
+
+
+# -- environments and experts -------------------------------------------------------------------------
+
+def make_env(task: str, env_cfg: dict[str, Any]):
+    if task in TOY_TASKS:
+        from sim.toy import ToyReachEnv
+
+        return ToyReachEnv(**env_cfg)
+    import sim
+
+    return sim.make_env(task, **env_cfg)
+
+
+def make_expert(task: str, env, noise: float, seed: int):
+    if task in TOY_TASKS:
+        from sim.toy import ToyReachExpert
+
+        return ToyReachExpert(env, noise, seed)
+    import sim
+
+    return sim.make_expert(task, env, noise=noise)
+
+
+def make_vector_env(cfg: TrainConfig):
+    from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+    fns = [lambda: make_env(cfg.task, cfg.env) for _ in range(cfg.num_envs)]
+    cls = AsyncVectorEnv if cfg.async_envs and cfg.num_envs > 1 else SyncVectorEnv
+    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def policy_spec_for(env, network: dict[str, Any]) -> PolicySpec:
+    obs_spec, action_spec, hm_spec = env.unwrapped.policy_spec_parts
+    group = Group.parse(str(network["group"])).name
+    return PolicySpec(obs_spec, action_spec, hm_spec, group=group, family=str(network["family"]))
+
+
+def _index(obs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
+    return {k: np.asarray(v[i]) for k, v in obs.items()}
+
+
+# -- the job ------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Owns envs, agent, buffer and bookkeeping; ``run()`` trains until ``total_steps``."""
+
+    def __init__(self, cfg: TrainConfig, agent: SAC | None = None) -> None:
+        self.cfg = cfg
+        self.dir = cfg.run_dir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.eval_env = make_env(cfg.task, cfg.env)
+        self.spec = policy_spec_for(self.eval_env, cfg.network)
+        self.agent = agent or SAC.create(self.spec, cfg.sac, cfg.network, cfg.device, cfg.seed)
+        self.group = Group.parse(self.spec.group)
+        self.buffer = ReplayBuffer(cfg.buffer_capacity, self.spec.observation, self.spec.action.dim, cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.step = 0
+        self.expert_steps = 0
+        self.episodes = 0
+        self.evals: list[dict[str, float]] = []
+        self.recent: deque[float] = deque(maxlen=cfg.success_window)
+        self.writer = None
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.dir / "checkpoint.pt"
+
+    def save_checkpoint(self) -> Path:
+        state = {"format": CHECKPOINT_FORMAT, "spec": self.spec.to_dict(), "network": dict(self.cfg.network),
+                 "config": config.to_dict(self.cfg), "step": self.step, "expert_steps": self.expert_steps,
+                 "episodes": self.episodes, "evals": self.evals, "recent": list(self.recent),
+                 "agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state,
+                 "torch_rng": torch.get_rng_state(), "buffer_size": len(self.buffer)}
+        self.buffer.save(self.dir / "buffer.npz")  # first: a checkpoint never points at a missing buffer
+        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.checkpoint_path)
+        return self.checkpoint_path
+
+    def load_checkpoint(self, path: Path | None = None) -> None:
+        path = Path(path or self.checkpoint_path)
+        state = read_checkpoint(path)
+        check_compatible(state, self.spec, self.cfg.network, path)
+        self.agent.load_state_dict(state["agent"])
+        self.buffer.load(path.parent / "buffer.npz")
+        if len(self.buffer) != state["buffer_size"]:
+            raise CheckpointError(f"{path}: buffer.npz holds {len(self.buffer)} transitions, the checkpoint "
+                                  f"expects {state['buffer_size']} (files from different saves?)")
+        self.step, self.expert_steps, self.episodes = state["step"], state["expert_steps"], state["episodes"]
+        self.evals = list(state["evals"])
+        self.recent.extend(state["recent"])
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+    # -- data ----------------------------------------------------------------------------------------
+    def store(self, tr: Transition) -> None:
+        self.buffer.add(tr)
+        for copy in random_rotated_copies(tr, self.group, self.cfg.sac.rotated_copies, self.rng):
+            self.buffer.add(copy)
+
+    def seed_expert_episodes(self) -> None:
+        env = make_env(self.cfg.task, self.cfg.env)
+        expert = make_expert(self.cfg.task, env, self.cfg.expert_noise, self.cfg.seed)
+        nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
+        for ep in range(self.cfg.expert_episodes):
+            obs, _ = env.reset(seed=self.cfg.seed * 100_000 + 50_000 + ep)
+            expert.reset()
+            nstep.clear()
+            done = False
+            while not done:
+                action = np.asarray(expert.act(obs, env), dtype=np.float32)
+                next_obs, reward, terminated, truncated, _ = env.step(action)
+                for tr in nstep.push(obs, action, reward, next_obs, terminated, truncated):
+                    self.store(tr)
+                obs, done = next_obs, terminated or truncated
+                self.expert_steps += 1
+        env.close()
+
+    def evaluate(self) -> dict[str, float]:
+        successes, returns = [], []
+        for ep in range(self.cfg.eval_episodes):
+            obs, _ = self.eval_env.reset(seed=10_000_000 + self.cfg.seed * 1000 + ep)
+            done, ret, info = False, 0.0, {"success": False}
+            while not done:
+                action = self.agent.act(obs["heightmap"][None], vector_of(self.spec.observation, obs)[None],
+                                        deterministic=True)[0]
+                obs, reward, terminated, truncated, info = self.eval_env.step(action)
+                ret += float(reward)
+                done = terminated or truncated
+            successes.append(float(info.get("success", False)))
+            returns.append(ret)
+        result = {"step": self.step, "success_rate": float(np.mean(successes)), "return": float(np.mean(returns))}
+        self.evals.append(result)
+        self._log({"eval/success_rate": result["success_rate"], "eval/return": result["return"]})
+        return result
+
+    def _log(self, scalars: dict[str, float]) -> None:
+        if self.writer is not None:
+            for key, value in scalars.items():
+                self.writer.add_scalar(key, value, self.step)
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        if cfg.resume and self.checkpoint_path.exists():
+            self.load_checkpoint()
+        elif cfg.expert_episodes > 0:
+            self.seed_expert_episodes()
+        config.save(cfg, self.dir / "config.yaml")
+        if cfg.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.dir / "tb"))
+        envs = make_vector_env(cfg)
+        interrupted = False
+        try:
+            self._loop(envs)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            envs.close()
+            self.save_checkpoint()
+        if interrupted:
+            raise KeyboardInterrupt
+        if not self.evals or self.evals[-1]["step"] != self.step:
+            self.evaluate()
+            self.save_checkpoint()
+        onnx_path = self.export() if cfg.export_onnx else None
+        if self.writer is not None:
+            self.writer.close()
+        return TrainResult(self.dir, self.step, self.evals, False, onnx_path)
+
+    def _loop(self, envs) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        cfg = self.cfg
+        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("success {task.fields[success]}"), TextColumn("eval {task.fields[eval]}"),
+                   TimeRemainingColumn())
+        obs, _ = envs.reset(seed=cfg.seed * 1000 + self.step)
+        nsteps = [NStepAccumulator(cfg.sac.n_step, cfg.sac.gamma) for _ in range(cfg.num_envs)]
+        ep_return = np.zeros(cfg.num_envs)
+        owed = 0.0
+        with Progress(*columns, disable=not cfg.progress) as progress:
+            bar = progress.add_task(f"{cfg.task} {cfg.family}", total=cfg.total_steps, completed=self.step,
+                                    success=self._live(), eval=self._last_eval())
+            while self.step < cfg.total_steps:
+                obs, ep_return = self._collect(envs, obs, nsteps, ep_return)
+                owed += cfg.updates_per_step * cfg.num_envs
+                if len(self.buffer) >= cfg.learning_starts:
+                    owed = self._train(owed)
+                if self.step // cfg.eval_every != (self.step - cfg.num_envs) // cfg.eval_every:
+                    self.evaluate()
+                if self.step // cfg.checkpoint_every != (self.step - cfg.num_envs) // cfg.checkpoint_every:
+                    self.save_checkpoint()
+                progress.update(bar, completed=min(self.step, cfg.total_steps), success=self._live(),
+                                eval=self._last_eval())
+
+    def _collect(self, envs, obs, nsteps, ep_return):
+        cfg = self.cfg
+        if self.step < cfg.random_steps:
+            actions = self.rng.uniform(-1, 1, (cfg.num_envs, self.spec.action.dim)).astype(np.float32)
+        else:
+            actions = self.agent.act(obs["heightmap"], vector_of(self.spec.observation, obs))
+        next_obs, rewards, terminated, truncated, infos = envs.step(actions)
+        ep_return += rewards
+        for i in range(cfg.num_envs):
+            done = bool(terminated[i] or truncated[i])
+            final = infos["final_obs"][i] if done else _index(next_obs, i)
+            for tr in nsteps[i].push(_index(obs, i), actions[i], float(rewards[i]), final, bool(terminated[i]),
+                                     bool(truncated[i])):
+                self.store(tr)
+            if done:
+                success = bool(infos["final_info"]["success"][i])
+                self.recent.append(float(success))
+                self.episodes += 1
+                self._log({"train/episode_return": float(ep_return[i]), "train/success": float(success)})
+                ep_return[i] = 0.0
+        self.step += cfg.num_envs
+        return next_obs, ep_return
+
+    def _train(self, owed: float) -> float:
+        info: dict[str, float] = {}
+        while owed >= 1.0:
+            info = self.agent.update(self.buffer.sample(self.cfg.sac.batch_size))
+            owed -= 1.0
+        if info and self.agent.updates % 100 < max(1, int(self.cfg.updates_per_step * self.cfg.num_envs)):
+            self._log({f"train/{k}": v for k, v in info.items()})
+        return owed
+
+    def _live(self) -> str:
+        return f"{np.mean(self.recent):.0%}" if self.recent else "-"
+
+    def _last_eval(self) -> str:
+        return f"{self.evals[-1]['success_rate']:.0%}" if self.evals else "-"
+
+    def export(self) -> Path | None:
+        try:
+            from policies.export import export_actor
+        except ImportError as exc:
+            print(f"ONNX export skipped: policies.export is not available ({exc})")
+            return None
+        path = self.dir / "policy.onnx"
+        summary = {"task": self.cfg.task, "steps": self.step,
+                   "eval_success_rate": self.evals[-1]["success_rate"] if self.evals else math.nan}
+        export_actor(self.agent.actor, self.spec, path, summary)
+        return path
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise CheckpointError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a robot-stack SAC training checkpoint (format "
+                              f"{state.get('format') if isinstance(state, dict) else '?'} != {CHECKPOINT_FORMAT})")
+    return state
+
+
+def check_compatible(state: dict[str, Any], spec: PolicySpec, network: dict[str, Any], path: Path) -> None:
+    """Refuse a checkpoint whose spec or network config differs from the job's, naming every difference."""
+    problems = [f"spec {m}" for m in mismatches(state["spec"], spec.to_dict())]
+    problems += [f"network {m}" for m in mismatches(dict(state["network"]), dict(network))]
+    if problems:
+        raise CheckpointError(f"{path} does not match this config: " + "; ".join(problems)
+                              + ". Use another out_dir or resume=false to start over.")
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    started = time.perf_counter()
+    device = pick_device(cfg.device)
+    result = Trainer(cfg).run()
+    if cfg.progress:
+        print(f"trained {result.step} steps on {device} in {time.perf_counter() - started:.0f} s; "
+              f"final eval success {result.final_success:.0%}; run dir {result.out_dir}")
+    return result
