@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 from torch import nn
 
-from robot_stack.specs import ObservationSpec, SpecError, mismatches
+from robot_stack.specs import ObservationSpec, PolicySpec, SpecError, mismatches
 from robot_stack.symmetry import Group, act_on_action, act_on_image
 
 LOG_STD_MIN, LOG_STD_MAX = -5.0, 2.0
@@ -65,10 +66,10 @@ class Algorithm(Protocol):
 class TwinQ(nn.Module):
     """Two Q estimates from one critic that returns ``(q1, q2)`` or from two single-head critics."""
 
-    def __init__(self, make_critic: Callable[[], nn.Module]) -> None:
+    def __init__(self, make_critic: Callable[[], nn.Module], fused: bool | None = None) -> None:
         super().__init__()
         first = make_critic()
-        self.fused = bool(getattr(first, "twin", False))
+        self.fused = bool(getattr(first, "twin", False)) if fused is None else fused
         self.heads = nn.ModuleList([first] if self.fused else [first, make_critic()])
 
     def forward(self, hm: torch.Tensor, vec: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,12 +185,6 @@ def check_transitions(data: TransitionArrays, source: str) -> None:
         raise SpecError(f"dataset {source}: actions must be [N, 5], got {list(data.arrays['action'].shape)}")
 
 
-def check_obs_spec(expected: ObservationSpec, actual: ObservationSpec, source: str) -> None:
-    diffs = mismatches(expected, actual)
-    if diffs:
-        raise SpecError(f"dataset {source}: observation spec differs from the config: " + "; ".join(diffs))
-
-
 # ---------------------------------------------------------------- the loop
 
 def batches(data: TransitionArrays, batch_size: int, rng: np.random.Generator, group: Group | None,
@@ -229,3 +224,214 @@ def check_finite(metrics: dict[str, float], step_name: str) -> None:
     bad = [k for k, v in metrics.items() if not math.isfinite(v)]
     if bad:
         raise FloatingPointError(f"{step_name}: non-finite {bad} - lower the learning rate or check the data")
+
+
+# ---------------------------------------------------------------- the job's pieces (used by robot-stack offline)
+
+def make_eval_env(task: str, env_cfg: dict[str, Any], network: dict[str, Any]) -> tuple[Any, PolicySpec]:
+    """The evaluation env and the policy spec its observations and the network config define."""
+    if task == "toy_reach":
+        from sim.toy import make_toy_env
+
+        env = make_toy_env(**env_cfg)
+    else:
+        from sim import make_env
+
+        env = make_env(task, **env_cfg)
+    obs_spec, action_spec, hm_spec = env.policy_spec_parts
+    family = str(network.get("family", "relaxed"))
+    group = str(network.get("group", "C8"))
+    return env, PolicySpec(obs_spec, action_spec, hm_spec, group=group, family=family)
+
+
+def dataset_arrays(transitions: dict[str, Any], obs_spec: ObservationSpec) -> TransitionArrays:
+    """``EpisodeDataset.transitions()`` -> flat arrays with the vector fields concatenated in spec order."""
+    vec_names = [n for n in obs_spec.names if n != "heightmap"]
+
+    def vector(obs: dict[str, np.ndarray]) -> np.ndarray:
+        n = len(obs["heightmap"])
+        parts = [np.asarray(obs[k], np.float32).reshape(n, -1) for k in vec_names]
+        return np.concatenate(parts, axis=1) if parts else np.zeros((n, 0), np.float32)
+
+    obs, nxt = transitions["obs"], transitions["next_obs"]
+    return TransitionArrays({
+        "heightmap": np.asarray(obs["heightmap"], np.float32), "vector": vector(obs),
+        "action": np.asarray(transitions["action"], np.float32),
+        "reward": np.asarray(transitions["reward"], np.float32).reshape(-1),
+        "next_heightmap": np.asarray(nxt["heightmap"], np.float32), "next_vector": vector(nxt),
+        "done": np.asarray(transitions["done"], np.float32).reshape(-1)})
+
+
+def load_datasets(paths: list[str], spec: PolicySpec) -> TransitionArrays:
+    """Open, check (non-empty, matching specs, finite) and load every dataset; mixed into one set."""
+    from robot_stack.recorder import EpisodeDataset
+
+    parts = []
+    for path in paths:
+        ds = EpisodeDataset(path)
+        ds.check(spec.observation, spec.action)
+        arrays = dataset_arrays(ds.transitions(), spec.observation)
+        check_transitions(arrays, path)
+        parts.append(arrays)
+    return TransitionArrays.concat(parts)
+
+
+def network_config(spec: PolicySpec, network: dict[str, Any]) -> Any:
+    from policies.networks import NetworkConfig
+    from robot_stack import config
+
+    data = {"family": spec.family, "group": spec.group, **network}
+    return config.build(NetworkConfig, data, "network")
+
+
+def build_algorithm(name: str, spec: PolicySpec, network: dict[str, Any], algo_cfg: dict[str, Any],
+                    device: torch.device) -> Algorithm:
+    """CQL, IQL or BC on the actor and critics ``policies.networks`` builds for ``spec``."""
+    from policies.bc import BC, BCConfig
+    from policies.cql import CQL, CQLConfig
+    from policies.iql import IQL, IQLConfig
+    from policies.networks import build_actor, build_critic
+    from robot_stack import config
+
+    net_cfg = network_config(spec, network)
+    actor = build_actor(spec, net_cfg)
+
+    def make_critic() -> nn.Module:
+        return build_critic(spec, net_cfg)
+
+    if name == "cql":
+        return CQL(actor, make_critic, config.build(CQLConfig, algo_cfg, "cql"), spec.action.dim, device)
+    if name == "iql":
+        return IQL(actor, make_critic, config.build(IQLConfig, algo_cfg, "iql"), spec.action.dim, device)
+    if name == "bc":
+        return BC(actor, config.build(BCConfig, algo_cfg, "bc"), device)
+    raise ValueError(f"unknown offline algorithm {name!r}; valid: cql, iql, bc")
+
+
+def obs_to_tensors(obs: dict[str, np.ndarray], spec: ObservationSpec, device: torch.device
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    hm = torch.as_tensor(np.asarray(obs["heightmap"], np.float32), device=device)[None]
+    vec = np.concatenate([np.asarray(obs[n], np.float32).reshape(-1) for n in spec.names if n != "heightmap"])
+    return hm, torch.as_tensor(vec, device=device)[None]
+
+
+def torch_policy(actor: nn.Module, spec: PolicySpec, device: torch.device) -> Callable[[dict], np.ndarray]:
+    """The deployed (deterministic) policy tanh(mean) as obs -> action."""
+
+    @torch.no_grad()
+    def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+        hm, vec = obs_to_tensors(obs, spec.observation, device)
+        return deterministic_action(actor, hm, vec)[0].cpu().numpy()
+
+    return act
+
+
+def evaluate(policy: Callable[[dict], np.ndarray], env: Any, episodes: int, seed: int) -> dict[str, float]:
+    """Success rate, mean return and mean length over ``episodes`` episodes (seeds seed, seed+1, ...)."""
+    successes, returns, lengths = [], [], []
+    for i in range(episodes):
+        obs, info = env.reset(seed=seed + i)
+        total, steps, done, success = 0.0, 0, False, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(policy(obs))
+            total, steps = total + float(reward), steps + 1
+            success = success or bool(info.get("success", False))
+            done = terminated or truncated
+        successes.append(success)
+        returns.append(total)
+        lengths.append(steps)
+    return {"success_rate": float(np.mean(successes)) if episodes else float("nan"),
+            "mean_return": float(np.mean(returns)) if episodes else float("nan"),
+            "mean_length": float(np.mean(lengths)) if episodes else float("nan"), "episodes": episodes}
+
+
+def random_policy(seed: int) -> Callable[[dict], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return lambda obs: rng.uniform(-1.0, 1.0, size=5).astype(np.float32)
+
+
+# ---------------------------------------------------------------- checkpoints: save, and start from one
+
+OFFLINE_FORMAT = "robot_stack.offline/1"
+
+
+def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, Any], network: dict[str, Any],
+             export: bool = True) -> dict[str, str]:
+    """``checkpoint.pt`` (spec, network config, every module's weights), ``summary.json`` and ``policy.onnx``."""
+    import json
+    import os
+
+    state = {"format": OFFLINE_FORMAT, "spec": spec.to_dict(), "network": dict(network),
+             "algo": type(algo).__name__.lower(), "actor": algo.actor.state_dict(),
+             "modules": {k: m.state_dict() for k, m in algo.modules().items()},
+             "eval": summary.get("eval", {})}
+    paths = {"checkpoint": str(out / "checkpoint.pt"), "summary": str(out / "summary.json")}
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "checkpoint.pt")
+    if export:
+        from policies.export import export_actor
+
+        algo.actor.eval()
+        export_actor(algo.actor, spec, out / "policy.onnx", {"algo": state["algo"], **summary.get("eval", {})})
+        algo.actor.train()
+        paths["onnx"] = str(out / "policy.onnx")
+    summary["files"] = paths
+    with open(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    return paths
+
+
+def read_init(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise SpecError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise SpecError(f"{path}: not a robot-stack checkpoint")
+    return state
+
+
+def _critic_weights(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """Twin-critic weights in ``TwinQ`` naming from an offline or an online (SAC) checkpoint, if any."""
+    if "modules" in state:
+        return state["modules"].get("critic")
+    critic = state.get("agent", {}).get("critic")
+    if critic is None:
+        return None
+    rename = {"first.": "heads.0.", "second.": "heads.1."}
+    out = {}
+    for key, value in critic.items():
+        prefix = next((p for p in rename if key.startswith(p)), None)
+        if prefix is None:
+            return None
+        out[rename[prefix] + key[len(prefix):]] = value
+    return out
+
+
+def load_init(algo: Algorithm, path: str | Path, spec: PolicySpec) -> list[str]:
+    """Start from a checkpoint's weights (offline or online-trained): the actor always, the critics (and target
+    critics) when the checkpoint has matching ones. Refuses a checkpoint for another spec. Returns what loaded."""
+    state = read_init(path)
+    if "spec" in state:
+        diffs = mismatches(state["spec"], spec.to_dict())
+        if diffs:
+            raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
+    actor = state.get("actor", state.get("agent", {}).get("actor"))
+    if actor is None:
+        raise SpecError(f"{path}: checkpoint has no actor weights (keys: {sorted(state)})")
+    algo.actor.load_state_dict(actor)
+    loaded = ["actor"]
+    critic = _critic_weights(state)
+    modules = algo.modules()
+    if critic is not None and "critic" in modules:
+        modules["critic"].load_state_dict(critic)
+        modules["target_critic"].load_state_dict(critic)
+        loaded.append("critic")
+    if "value" in modules and "modules" in state and "value" in state["modules"]:
+        modules["value"].load_state_dict(state["modules"]["value"])
+        loaded.append("value")
+    return loaded

