@@ -121,7 +121,7 @@ class SafetyFilter:
         if not out.nan[0] and not allowed:
             raw = np.clip(np.asarray(action, dtype=np.float64)[4:5], -1.0, 1.0)
             refused = bool(_gripper_rule(self.cfg, raw, np.array([self.gripper_cmd]), True)[0] != grip)
-        self.periods_since_toggle = 0 if grip != self.gripper_cmd else self.periods_since_toggle + 1
+        self.periods_since_toggle = 1 if grip != self.gripper_cmd else self.periods_since_toggle + 1
         self.gripper_cmd = grip
         report = SafetyReport(bool(out.nan[0]), bool(out.clipped[0]), refused)
         return ArmCommand(dpos=out.dpos[0].copy(), dyaw=float(out.dyaw[0]), gripper=grip), report

@@ -87,7 +87,7 @@ def decode(frame: bytes, max_bytes: int | None = None) -> dict[str, Any]:
     if max_bytes is not None and len(frame) > max_bytes:
         raise WireError(E_TOO_LARGE, f"message of {len(frame)} bytes exceeds the limit of {max_bytes} bytes")
     try:
-        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_buffer_size=len(frame) + 1)
+        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several unrelated types for broken input
         raise WireError(E_DECODE, f"not a valid msgpack message: {type(exc).__name__}: {exc}") from None
     if not isinstance(msg, dict):
