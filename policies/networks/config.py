@@ -1,0 +1,93 @@
+"""``NetworkConfig``: which network family, group and sizes an actor or critic is built with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from robot_stack.symmetry import Group, GroupError
+
+FAMILIES = ("relaxed", "relaxed_steerable", "exact", "cnn", "cnn_aug")
+EQUIVARIANT_FAMILIES = ("relaxed", "relaxed_steerable", "exact")
+WIDTH_MATCHES = ("channels", "params")
+
+
+class NetworkError(ValueError):
+    """A network config, input or checkpoint that cannot be used; the message names the bad value."""
+
+
+@dataclass
+class NetworkConfig:
+    """Network family and sizes (docs/networks.md).
+
+    ``family``: ``relaxed`` = relaxed group convolution (L filter banks, relaxed weights w_l(h)),
+    ``relaxed_steerable`` = relaxed steerable convolution (escnn basis, coefficients per kernel position),
+    ``exact`` = escnn R2Conv on regular fields, ``cnn`` = plain CNN, ``cnn_aug`` = the same plain CNN,
+    trained with random group-element augmentation (``policies.networks.augment_batch``).
+    ``widths``: per conv block, the number of regular fields (equivariant families). The CNN families use
+    ``widths * |G|`` channels (``width_match="channels"``) or ``widths * sqrt(|G|)`` channels
+    (``width_match="params"``, about the same parameter count as ``exact``).
+    """
+
+    family: str = "relaxed"
+    group: str = "C8"
+    widths: tuple[int, ...] = (2, 4, 8)
+    kernel_sizes: tuple[int, ...] = (5, 3, 3)
+    hidden: int = 8  # regular fields (or |G|*hidden channels for the CNN) in the head's hidden layer
+    filter_banks: int = 2  # L, relaxed group convolution only
+    alpha: float = 1e-4  # regulariser weight for the relaxed weights / coefficients
+    width_match: str = "channels"
+    log_std_min: float = -20.0
+    log_std_max: float = 2.0
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(int(w) for w in self.widths)
+        self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
+        if self.family not in FAMILIES:
+            raise NetworkError(f"unknown network family {self.family!r}; valid families: {', '.join(FAMILIES)}")
+        try:
+            Group.parse(self.group)
+        except GroupError as exc:
+            raise NetworkError(f"network group: {exc}") from exc
+        if not self.widths or any(w < 1 for w in self.widths):
+            raise NetworkError(f"widths must be a non-empty list of positive integers, got {list(self.widths)}")
+        if len(self.kernel_sizes) != len(self.widths):
+            raise NetworkError(f"kernel_sizes {list(self.kernel_sizes)} must have one entry per width "
+                               f"{list(self.widths)}")
+        if any(k < 1 or k % 2 == 0 for k in self.kernel_sizes):
+            raise NetworkError(f"kernel sizes must be odd positive integers (centred filters), got "
+                               f"{list(self.kernel_sizes)}")
+        if self.hidden < 1 or self.filter_banks < 1:
+            raise NetworkError(f"hidden and filter_banks must be >= 1, got {self.hidden}, {self.filter_banks}")
+        if self.alpha < 0:
+            raise NetworkError(f"alpha must be >= 0, got {self.alpha}")
+        if self.width_match not in WIDTH_MATCHES:
+            raise NetworkError(f"unknown width_match {self.width_match!r}; valid: {', '.join(WIDTH_MATCHES)}")
+        if self.log_std_min >= self.log_std_max:
+            raise NetworkError(f"log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
+
+    @property
+    def group_obj(self) -> Group:
+        return Group.parse(self.group)
+
+    @property
+    def equivariant(self) -> bool:
+        return self.family in EQUIVARIANT_FAMILIES
+
+    @property
+    def num_pools(self) -> int:
+        """2x2 max-pools between conv blocks (one after every block but the last)."""
+        return len(self.widths) - 1
+
+    def to_dict(self) -> dict:
+        return {"family": self.family, "group": self.group, "widths": list(self.widths),
+                "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
+                "filter_banks": self.filter_banks, "alpha": self.alpha, "width_match": self.width_match,
+                "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> NetworkConfig:
+        valid = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - valid)
+        if unknown:
+            raise NetworkError(f"NetworkConfig: unknown keys {unknown}; valid keys: {sorted(valid)}")
+        return cls(**data)

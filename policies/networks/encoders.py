@@ -1,0 +1,184 @@
+"""Encoders (heightmap -> pooled features) and heads (features -> outputs) for every family.
+
+Layout, the same for every family: ``len(widths)`` blocks of [conv k x k (stride 1, 'same' padding), ReLU],
+a 2x2 max-pool between blocks, then a global max over space. Stride-1 convolutions, even-sized pools and the
+global max keep a 90-degree rotation or a mirror of the input an exact permutation of every feature map, which
+is why the heightmap size must be divisible by ``2 ** (len(widths) - 1)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from escnn import nn as enn
+from torch import nn
+
+from .config import NetworkConfig, NetworkError
+from .groups import gspace_for
+from .layers import RelaxedGroupConv, RelaxedSteerableConv
+
+
+class GlobalMaxPool(nn.Module):
+    """[B, C, H, W] -> [B, C]; invariant to any permutation of the pixels."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.amax(dim=(-2, -1))
+
+
+def check_size(size: int, cfg: NetworkConfig) -> None:
+    step = 2 ** cfg.num_pools
+    if size % step != 0 or size // step < 2:
+        raise NetworkError(
+            f"heightmap size {size} cannot be taken by a network with {len(cfg.widths)} conv blocks: it must be "
+            f"a multiple of {step} (one 2x2 max-pool between blocks, each seeing an even size so that rotations "
+            f"stay pixel permutations) and at least {2 * step}; use e.g. 64, 84 or 128, or change widths")
+
+
+def cnn_channels(cfg: NetworkConfig, fields: int) -> int:
+    """Channels of a CNN layer that stands for ``fields`` regular fields (docs/networks.md)."""
+    order = cfg.group_obj.order
+    scale = order if cfg.width_match == "channels" else math.sqrt(order)
+    return max(1, int(round(fields * scale)))
+
+
+class CNNEncoder(nn.Module):
+    def __init__(self, in_channels: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        prev = in_channels
+        for i, (w, k) in enumerate(zip(cfg.widths, cfg.kernel_sizes, strict=True)):
+            ch = cnn_channels(cfg, w)
+            layers += [nn.Conv2d(prev, ch, k, padding=k // 2), nn.ReLU()]
+            if i < cfg.num_pools:
+                layers.append(nn.MaxPool2d(2))
+            prev = ch
+        self.body = nn.Sequential(*layers)
+        self.pool = GlobalMaxPool()
+        self.out_dim = prev
+
+    def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.body(heightmap))
+
+    def stages(self, heightmap: torch.Tensor) -> list[torch.Tensor]:
+        outs, x = [], heightmap
+        for layer in self.body:
+            x = layer(x)
+            if isinstance(layer, nn.ReLU):
+                outs.append(x)
+        return outs
+
+    def export(self) -> nn.Module:
+        import copy
+
+        return nn.Sequential(*copy.deepcopy(list(self.body)), GlobalMaxPool())
+
+
+def _equivariant_conv(family: str, in_type: enn.FieldType, fields: int, k: int, cfg: NetworkConfig):
+    gspace = in_type.gspace
+    if family == "exact":
+        out_type = enn.FieldType(gspace, [gspace.regular_repr] * fields)
+        return enn.R2Conv(in_type, out_type, k, padding=k // 2)
+    if family == "relaxed":
+        return RelaxedGroupConv(in_type, fields, k, cfg.filter_banks)
+    return RelaxedSteerableConv(in_type, fields, k)
+
+
+class EquivariantEncoder(nn.Module):
+    """escnn stack on regular fields; the convs are exact (R2Conv) or relaxed."""
+
+    def __init__(self, in_channels: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.gspace = gspace_for(cfg.group)
+        self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr] * in_channels)
+        blocks = []
+        prev = self.in_type
+        for i, (w, k) in enumerate(zip(cfg.widths, cfg.kernel_sizes, strict=True)):
+            conv = _equivariant_conv(cfg.family, prev, w, k, cfg)
+            mods = [conv, enn.ReLU(conv.out_type)]
+            if i < cfg.num_pools:
+                mods.append(enn.PointwiseMaxPool2D(conv.out_type, 2))
+            blocks.append(enn.SequentialModule(*mods))
+            prev = conv.out_type
+        self.blocks = nn.ModuleList(blocks)
+        self.out_type = prev
+        self.out_dim = prev.size
+        self.pool = GlobalMaxPool()
+
+    def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
+        x = enn.GeometricTensor(heightmap, self.in_type)
+        for block in self.blocks:
+            x = block(x)
+        return self.pool(x.tensor)
+
+    def stages(self, heightmap: torch.Tensor) -> list[enn.GeometricTensor]:
+        outs, x = [], enn.GeometricTensor(heightmap, self.in_type)
+        for block in self.blocks:
+            x = block(x)
+            outs.append(x)
+        return outs
+
+    def relaxed_layers(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, RelaxedGroupConv | RelaxedSteerableConv)]
+
+    def make_exact(self) -> None:
+        """Replace every relaxed conv by its exact projection (``to_exact``)."""
+        for block in self.blocks:
+            for name, mod in list(block._modules.items()):
+                if isinstance(mod, RelaxedGroupConv | RelaxedSteerableConv):
+                    block._modules[name] = mod.to_exact()
+
+    def export(self) -> nn.Module:
+        import copy
+
+        layers: list[nn.Module] = []
+        for block in copy.deepcopy(self.blocks):
+            for mod in block._modules.values():
+                layers.append(_export_module(mod))
+        return nn.Sequential(*layers, GlobalMaxPool())
+
+
+def _export_module(mod: nn.Module) -> nn.Module:
+    if isinstance(mod, enn.PointwiseMaxPool2D):
+        return nn.MaxPool2d(mod.kernel_size, mod.stride, mod.padding)
+    return mod.export()
+
+
+class MLPHead(nn.Module):
+    """Plain head for the CNN families: [features, vector(, action)] -> outputs."""
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, out_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def export(self) -> nn.Module:
+        import copy
+
+        return copy.deepcopy(self.net)
+
+
+class EquivariantHead(nn.Module):
+    """escnn 1x1 convs on a single point: input fields -> regular hidden -> output fields (exact)."""
+
+    def __init__(self, in_type: enn.FieldType, hidden: int, out_type: enn.FieldType) -> None:
+        super().__init__()
+        gspace = in_type.gspace
+        hid = enn.FieldType(gspace, [gspace.regular_repr] * hidden)
+        self.in_type, self.out_type = in_type, out_type
+        self.net = enn.SequentialModule(enn.R2Conv(in_type, hid, 1), enn.ReLU(hid), enn.R2Conv(hid, hid, 1),
+                                        enn.ReLU(hid), enn.R2Conv(hid, out_type, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.net(enn.GeometricTensor(x[:, :, None, None], self.in_type))
+        return y.tensor[:, :, 0, 0]
+
+    def export(self) -> nn.Module:
+        import copy
+
+        net = copy.deepcopy(self.net)
+        return nn.Sequential(nn.Unflatten(1, (self.in_type.size, 1, 1)), *[m.export() for m in net._modules.values()],
+                             nn.Flatten(1))
