@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,12 +155,19 @@ def create(path: str | Path, obs_spec: ObservationSpec, action_spec: ActionSpec,
     header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "obs_spec": obs_spec.to_dict(),
               "action_spec": action_spec.to_dict(), "meta": _jsonable(meta),
               "compressor": dict(compressor_spec or DEFAULT_COMPRESSOR), "chunk_bytes": int(chunk_bytes)}
-    group = zarr.open_group(str(path), mode="w-")
+    # Built under a temporary name and renamed into place: a kill never leaves a half-made store.
+    final = Path(path)
+    tmp = final.with_name(f".{final.name}.creating-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    group = zarr.open_group(str(tmp), mode="w-")
     group.create_group("data")
     group.create_array(ENDS, shape=(0,), chunks=(4096,), dtype="int64", fill_value=-1)
     group.create_array(INFO, shape=(0,), chunks=(1024,), dtype=str)
-    group.attrs[ATTR] = header  # written last: a store without its header is not a store
-    return group
+    group.attrs[ATTR] = header
+    if final.is_dir() and not any(final.iterdir()):
+        final.rmdir()
+    os.rename(tmp, final)
+    return zarr.open_group(str(final), mode="r+")
 
 
 def create_data_array(group: zarr.Group, key: str, step_shape: tuple[int, ...], dtype: np.dtype,

@@ -1,0 +1,100 @@
+"""Kill -9 trials: a child process records at full speed and is SIGKILLed at a random moment.
+
+Used by ``tests/test_recorder_crash.py`` (>= 20 trials) and ``robot-stack bench recorder crash=N``.
+Every episode's content is a function of its ``seed`` metadata, so after each kill the parent
+regenerates every committed episode and compares it bit for bit.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec
+
+OBS_SPEC = ObservationSpec.create(HeightmapSpec(32))
+ACTION_SPEC = ActionSpec()
+
+
+def episode_steps(seed: int, obs_spec: ObservationSpec = OBS_SPEC) -> list[tuple[dict, np.ndarray, float, dict]]:
+    """The deterministic episode of ``seed``: 3..24 steps of (obs, action, reward, info)."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(3, 25))
+    steps = []
+    for t in range(n):
+        obs = {f.name: rng.random(f.shape, dtype=np.float32) for f in obs_spec.fields}
+        info = {"terminal": t == n - 1 and seed % 2 == 0, "timestamp": float(seed * 1000 + t),
+                "latency_policy": float(rng.random())}
+        steps.append((obs, rng.uniform(-1, 1, 5).astype(np.float32), float(rng.normal()), info))
+    return steps
+
+
+def _record_forever(path: str, first_seed: int) -> None:
+    from robot_stack.recorder import EpisodeRecorder
+
+    rec = EpisodeRecorder(path, OBS_SPEC, ACTION_SPEC, {"task": "crash-test"}, flush_steps=4)
+    seed = first_seed
+    while True:
+        rec.start_episode({"seed": seed})
+        for obs, act, rew, info in episode_steps(seed):
+            rec.add_step(obs, act, rew, info)
+        rec.end_episode(success=seed % 3 == 0)
+        rec.flush()  # keep the writer busy without overflowing its queue: kills land inside writes
+        seed += 1
+
+
+def check_store(path: str | Path) -> int:
+    """Compare every committed episode with its regenerated content; returns how many were checked."""
+    from robot_stack.recorder import EpisodeDataset
+
+    ds = EpisodeDataset(path, cache=False)
+    for ep in ds.episodes():
+        want = episode_steps(int(ep.meta["seed"]))
+        if len(ep) != len(want) or ep.meta["length"] != len(want):
+            raise AssertionError(f"episode {ep.index} (seed {ep.meta['seed']}) has {len(ep)} steps, want {len(want)}")
+        for t, (obs, act, rew, info) in enumerate(want):
+            same = (all(np.array_equal(ep.obs[k][t], v) for k, v in obs.items())
+                    and np.array_equal(ep.action[t], act) and ep.reward[t] == np.float32(rew)
+                    and bool(ep.terminal[t]) == info["terminal"] and ep.timestamp[t] == info["timestamp"]
+                    and ep.extras["latency_policy"][t] == np.float32(info["latency_policy"]))
+            if not same:
+                raise AssertionError(f"episode {ep.index} (seed {ep.meta['seed']}) differs at step {t}")
+    return len(ds)
+
+
+@dataclass
+class CrashResult:
+    trials: int = 0
+    episodes_checked: int = 0
+    kill_times_s: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+def run_trials(path: str | Path, trials: int, rng: np.random.Generator, max_delay_s: float = 0.4,
+               on_trial=None) -> CrashResult:
+    """``trials`` kill -9 trials on one store (each child first repairs what the last one left)."""
+    ctx = mp.get_context("fork")
+    result = CrashResult()
+    for trial in range(trials):
+        child = ctx.Process(target=_record_forever, args=(str(path), trial * 1_000_000), daemon=True)
+        child.start()
+        delay = float(rng.uniform(0.02, max_delay_s))
+        time.sleep(delay)
+        os.kill(child.pid, signal.SIGKILL)
+        child.join()
+        result.trials += 1
+        result.kill_times_s.append(delay)
+        if Path(path, "zarr.json").exists():
+            try:
+                result.episodes_checked = check_store(path)
+            except Exception as exc:  # noqa: BLE001 - collected and reported by the caller
+                result.failures.append(f"trial {trial} (killed after {delay:.3f} s): {exc}")
+        if on_trial:
+            on_trial(trial)
+    return result
