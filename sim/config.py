@@ -1,0 +1,49 @@
+"""The sim's typed config: every key ``sim.make_env(task, **cfg)`` accepts, with its default."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CAMERAS = ("raycast", "gl")
+REWARDS = ("sparse", "shaped")
+
+
+@dataclass
+class SimConfig:
+    """Knobs of one simulated task; 0 for a step size or horizon means "the task's default"."""
+
+    robot: str = "Panda"
+    camera: str = "raycast"  # "raycast" (mujoco.mj_multiRay, no GL) or "gl" (mujoco.Renderer)
+    heightmap_size: int = 64
+    camera_resolution: int = 0  # depth image width = height in pixels; 0 -> 1.5 x heightmap_size
+    camera_height: float = 0.5  # metres above the table, looking straight down at the workspace centre
+    control_freq: int = 20  # Hz; one camera frame per control step
+    physics_timestep: float = 0.005  # seconds per MuJoCo substep (robosuite's default is 0.002)
+    horizon: int = 0
+    reward: str = "sparse"
+    variant: str = "none"
+    variant_strength: float = 0.0  # 0 -> the variant's documented default strength
+    depth_noise_std: float = 0.0  # metres, Gaussian, like a real sensor's depth jitter
+    depth_dropout: float = 0.0  # fraction of pixels reported as 0 (no return)
+    dpos: float = 0.0
+    dtheta: float = 0.0
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.camera not in CAMERAS:
+            raise ValueError(f"camera {self.camera!r} is not one of {list(CAMERAS)}")
+        if self.reward not in REWARDS:
+            raise ValueError(f"reward {self.reward!r} is not one of {list(REWARDS)}")
+        if self.control_freq <= 0 or self.physics_timestep <= 0:
+            raise ValueError(f"control_freq and physics_timestep must be positive, got {self.control_freq}, "
+                             f"{self.physics_timestep}")
+        substeps = 1.0 / (self.control_freq * self.physics_timestep)
+        if abs(substeps - round(substeps)) > 1e-6 or round(substeps) < 1:
+            raise ValueError(f"1 / (control_freq * physics_timestep) must be a whole number of substeps, got "
+                             f"{substeps:.3f} (control_freq={self.control_freq}, "
+                             f"physics_timestep={self.physics_timestep})")
+        if not 0.0 <= self.depth_dropout < 1.0 or self.depth_noise_std < 0.0:
+            raise ValueError(f"depth_dropout must be in [0, 1) and depth_noise_std >= 0, got "
+                             f"{self.depth_dropout}, {self.depth_noise_std}")
+        if self.camera_height <= 0.0:
+            raise ValueError(f"camera_height must be positive, got {self.camera_height}")

@@ -1,0 +1,124 @@
+"""The robosuite tasks behind ``sim.make_env``: Lift, Stack and Door from robosuite, Push and Reach defined here.
+
+Push and Reach are robosuite Lift variants: Push adds a flat goal pad (visible to the depth camera, no
+collision) and succeeds when the cube's centre is within ``PUSH_SUCCESS_RADIUS`` of the goal's; Reach
+removes nothing (the cube is parked outside the workspace) and adds a target pad the gripper must hover
+over. Object placement for every task is done by ``sim.env`` from the env's own seeded generator, so
+the robosuite placement samplers are only used to build the scene.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import numpy as np
+from robosuite import macros
+from robosuite.controllers import load_composite_controller_config
+from robosuite.environments.manipulation.door import Door
+from robosuite.environments.manipulation.lift import Lift
+from robosuite.environments.manipulation.stack import Stack
+from robosuite.models.objects import CylinderObject
+from robosuite.utils.mjcf_utils import new_geom
+
+PUSH_SUCCESS_RADIUS = 0.03
+GOAL_RADIUS = 0.03
+GOAL_HALF_HEIGHT = 0.004  # a 8 mm pad: tall enough for a heightmap cell, flat enough to push across
+
+
+class _SceneEdits:
+    """Mixin: adds a goal pad and an optional high-friction table patch to any robosuite table task."""
+
+    goal_pad: bool = False
+    friction_patch: tuple[float, float, float, float, float] | None = None  # (x, y, half_x, half_y, friction)
+
+    def _load_model(self) -> None:
+        super()._load_model()
+        if self.friction_patch is not None:
+            self._add_friction_patch()
+        if self.goal_pad:
+            self.goal = CylinderObject(name="goal", size=[GOAL_RADIUS, GOAL_HALF_HEIGHT], rgba=[0.1, 0.8, 0.1, 1],
+                                       obj_type="visual", joints=None)
+            self.model.merge_objects([self.goal])
+
+    def _add_friction_patch(self) -> None:
+        x, y, hx, hy, friction = self.friction_patch
+        arena = self.model.mujoco_arena
+        table_half_z = arena.table_half_size[2]
+        # Raised 1 mm above the table so that an object on it touches only the patch.
+        local = [x - arena.table_offset[0], y - arena.table_offset[1], table_half_z + 0.0005]
+        arena.table_body.append(new_geom(name="friction_patch", type="box", size=[hx, hy, 0.0005], pos=local,
+                                         group=0, friction=[friction, 0.005, 0.0001], rgba=[0.6, 0.5, 0.3, 1]))
+
+    def _setup_references(self) -> None:
+        super()._setup_references()
+        if self.goal_pad:
+            self.goal_body_id = self.sim.model.body_name2id(self.goal.root_body)
+
+
+class PushTask(_SceneEdits, Lift):
+    goal_pad = True
+
+    def _check_success(self) -> bool:
+        cube = self.sim.data.body_xpos[self.cube_body_id][:2]
+        goal = self.sim.model.body_pos[self.goal_body_id][:2]
+        return bool(np.linalg.norm(cube - goal) < PUSH_SUCCESS_RADIUS)
+
+    def reward(self, action=None) -> float:
+        return 1.0 if self._check_success() else 0.0
+
+
+class ReachTask(_SceneEdits, Lift):
+    goal_pad = True
+
+
+class LiftTask(_SceneEdits, Lift):
+    pass
+
+
+class StackTask(_SceneEdits, Stack):
+    pass
+
+
+class DoorTask(_SceneEdits, Door):
+    pass
+
+
+TASK_CLASSES = {"lift": LiftTask, "stack": StackTask, "door": DoorTask, "push": PushTask, "reach": ReachTask}
+
+
+@contextlib.contextmanager
+def physics_timestep(seconds: float) -> Iterator[None]:
+    """robosuite reads its substep length from a module global while building an env."""
+    saved = macros.SIMULATION_TIMESTEP
+    macros.SIMULATION_TIMESTEP = seconds
+    try:
+        yield
+    finally:
+        macros.SIMULATION_TIMESTEP = saved
+
+
+def controller_config(robot: str) -> dict:
+    """OSC pose control whose inputs are metric deltas in the world frame (input range = output range)."""
+    cfg = load_composite_controller_config(controller="BASIC", robot=robot)
+    arm_key = "right" if "right" in cfg["body_parts"] else next(iter(cfg["body_parts"]))
+    cfg["body_parts"] = {arm_key: cfg["body_parts"][arm_key]}
+    cfg["body_parts"][arm_key].update(type="OSC_POSE", input_max=1.0, input_min=-1.0, output_max=1.0,
+                                      output_min=-1.0, input_ref_frame="world", input_type="delta")
+    return cfg
+
+
+def build_robosuite_env(task: str, robot: str, control_freq: int, timestep: float, seed: int | None,
+                        friction_patch: tuple[float, float, float, float, float] | None):
+    cls = type(TASK_CLASSES[task].__name__, (TASK_CLASSES[task],), {"friction_patch": friction_patch})
+    kwargs = {"use_latch": False} if task == "door" else {}
+    with physics_timestep(timestep):
+        env = cls(robots=robot, controller_configs=controller_config(robot), initialization_noise=None,
+                  has_renderer=False, has_offscreen_renderer=False, use_camera_obs=False, use_object_obs=False,
+                  control_freq=control_freq, horizon=10**9, ignore_done=True, hard_reset=False,
+                  reward_shaping=True, lite_physics=True, seed=seed, **kwargs)
+    # The observation comes from our depth camera; robosuite's own observables would be refreshed every substep.
+    for name in list(env.observation_names):
+        env.modify_observable(name, "enabled", False)
+        env.modify_observable(name, "active", False)
+    return env
