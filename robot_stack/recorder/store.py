@@ -17,6 +17,7 @@ uncommitted steps behind, which :func:`repair` truncates when a writer opens the
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from robot_stack.specs import ActionSpec, ObservationSpec, SpecError
 
@@ -180,13 +182,19 @@ def create_data_array(group: zarr.Group, key: str, step_shape: tuple[int, ...], 
 
 def append_steps(group: zarr.Group, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
     """Append a block of steps (same length for every key) to the ``data/`` arrays, creating missing ones."""
-    data = group["data"]
-    existing = dict(data.arrays())
+    existing = dict(group["data"].arrays())
+    targets = []
     for key, value in arrays.items():
         arr = existing.get(key)
         if arr is None:
             arr = create_data_array(group, key, value.shape[1:], value.dtype, header)
-        arr.append(value, axis=0)
+        targets.append((arr, value))
+    # One event-loop round trip appends to every array concurrently (zarr's async API).
+    sync(_gather(*(arr.async_array.append(value, axis=0) for arr, value in targets)))
+
+
+async def _gather(*coros: Any) -> list[Any]:
+    return list(await asyncio.gather(*coros))
 
 
 def commit(group: zarr.Group, end: int, info: dict[str, Any]) -> None:
