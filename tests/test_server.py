@@ -17,8 +17,8 @@ from robot_stack.runtime import (
     ServerError,
     load_policy_package,
     serve_in_thread,
+    wire,
 )
-from robot_stack.runtime import wire
 from robot_stack.runtime.synthetic import default_spec, make_package
 from robot_stack.specs import mismatches
 

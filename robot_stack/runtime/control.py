@@ -33,7 +33,7 @@ class Recorder(Protocol):
 
     def add_step(self, obs: dict[str, np.ndarray], action: np.ndarray, reward: float, info: dict) -> Any: ...
 
-    def end_episode(self, success: bool) -> Any: ...
+    def end_episode(self, success: bool | None = None, **meta: Any) -> Any: ...
 
 
 @dataclass
@@ -109,6 +109,7 @@ class ControlLoop:
         self.clock, self.log = clock, log
         self.build_obs = default_observation(spec)
         self.quit = False
+        self.record_errors = 0
 
     # ---- episodes --------------------------------------------------------------------------------------
     def run(self, episodes: int | None = None) -> list[EpisodeResult]:
@@ -159,11 +160,20 @@ class ControlLoop:
             self._stop_arm()
             raise
         finally:
-            if self.recorder is not None:
-                self.recorder.end_episode(result.success)
+            self._end_recording(result)
         self.log(f"episode ended: {result.reason}, {result.steps} steps, success={result.success}, "
                  f"held={result.held}, missed={result.missed_deadlines}")
         return result
+
+    def _end_recording(self, result: EpisodeResult) -> None:
+        if self.recorder is None:
+            return
+        try:
+            self.recorder.end_episode(result.success, reason=result.reason, held=result.held,
+                                      missed_deadlines=result.missed_deadlines, overruns=result.overruns)
+        except Exception as exc:
+            self.record_errors += 1
+            self.log(f"recorder could not end the episode: {type(exc).__name__}: {exc}")
 
     def _stop_arm(self) -> None:
         try:
@@ -228,11 +238,16 @@ class ControlLoop:
                 raise _EndEpisode(f"operator_{key}", success=key == "success")
 
     def _record(self, obs, command, state: ArmState, held: bool, report, policy_s: float, step_s: float) -> None:
+        """Hand the executed step to the recorder; a recorder failure is logged, never fatal to the loop."""
         if self.recorder is None:
             return
-        info = {"held": held, "policy_ms": policy_s * 1e3, "step_ms": step_s * 1e3,
-                "nan": bool(report.nan) if report else False, "clipped": int(report.clipped) if report else 0}
-        self.recorder.add_step(obs, self.safety.normalized(command), float(state.extra.get("reward", 0.0)), info)
+        info = {"terminal": bool(state.extra.get("done", False)), "latency_policy": policy_s,
+                "latency_step": step_s}
+        try:
+            self.recorder.add_step(obs, self.safety.normalized(command), float(state.extra.get("reward", 0.0)), info)
+        except Exception as exc:  # the arm must keep its schedule even if recording breaks
+            self.record_errors += 1
+            self.log(f"recorder refused a step: {type(exc).__name__}: {exc}")
 
     def _wait(self, deadline: float, result: EpisodeResult) -> float:
         """Sleep to the deadline; returns the next one. An overrun restarts the schedule from now."""
