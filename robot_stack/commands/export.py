@@ -19,13 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_actor(checkpoint: str):
-    """(actor, PolicySpec, training summary) from a checkpoint, via the policies package."""
-    try:
-        from policies import checkpoint as ckpt
-    except ModuleNotFoundError as exc:
-        raise SystemExit(f"robot-stack export needs the training extra (torch, policies): {exc}") from exc
-    loaded = ckpt.load_actor(checkpoint)
-    return loaded
+    """(actor, PolicySpec, training summary) from a checkpoint, via ``policies.checkpoint``."""
+    from policies.checkpoint import build_from_checkpoint, load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    actor = build_from_checkpoint(checkpoint, "actor")
+    actor.eval()
+    summary = {"checkpoint": str(checkpoint), **{k: v for k, v in ckpt.extra.items() if _plain(v)}}
+    return actor, ckpt.spec, summary
+
+
+def _plain(value) -> bool:
+    return isinstance(value, str | int | float | bool) or value is None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     actor, spec, summary = _load_actor(args.checkpoint)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    export_actor(actor, spec, out, summary)
+    export_actor(actor, spec, out, summary)  # runs the onnx checker, torch parity and equivariance checks
     policy = load_policy_package(out, expected=spec)
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB): group {policy.spec.group}, family "
           f"{policy.spec.family}, heightmap {policy.spec.heightmap.size} px, "
