@@ -103,6 +103,7 @@ class HeightmapProjector:
         self.empty_value = np.float32(empty_value)
         self.backend = _pick_backend(backend)
         self._rays = _world_rays(camera)
+        self._scaled: dict[float, tuple[np.ndarray, np.ndarray]] = {}
         self._kernel = _kernels.project_numba if self.backend == "numba" else _kernels.project_numpy
         self.last_valid_pixels = 0
         self.last_empty_cells = 0
@@ -119,10 +120,11 @@ class HeightmapProjector:
                 center_xy: tuple[float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(heights float32 [S, S], observed bool [S, S]): ``observed`` is False for empty cells."""
         depth, scale = self._depth_and_scale(frame)
-        offset = self._offset(center_xy)
+        col_ray, row_ray = self._scaled_rays(scale)
         out = np.empty((self.size, self.size), dtype=np.float32)
-        n_valid = self._kernel(depth, scale, self._rays.col, self._rays.row, offset, 1.0 / self.heightmap.cell_size,
-                               self.size, self.heightmap.max_height, self.min_depth, self.max_depth, out)
+        n_valid = self._kernel(depth, col_ray, row_ray, self._offset(center_xy), self.size,
+                               np.float32(self.heightmap.max_height), self.min_depth / scale, self.max_depth / scale,
+                               out)
         if n_valid == 0:
             raise PerceptionError(f"depth frame has no valid pixel (all 0, NaN, <= {self.min_depth} m or "
                                   f"> {self.max_depth} m)")
@@ -151,6 +153,16 @@ class HeightmapProjector:
             depth = np.ascontiguousarray(depth)
         return depth, float(scale)
 
+    def _scaled_rays(self, scale: float) -> tuple[np.ndarray, np.ndarray]:
+        """Rays times the depth scale, x and y also divided by the cell size (cached per scale)."""
+        cached = self._scaled.get(scale)
+        if cached is None:
+            per_axis = np.array([scale / self.heightmap.cell_size, scale / self.heightmap.cell_size, scale])
+            cached = (np.ascontiguousarray(self._rays.col * per_axis, dtype=np.float32),
+                      np.ascontiguousarray(self._rays.row * per_axis, dtype=np.float32))
+            self._scaled[scale] = cached
+        return cached
+
     def _offset(self, center_xy: tuple[float, float] | None) -> np.ndarray:
         ws = self.heightmap.workspace
         if center_xy is None:
@@ -160,7 +172,9 @@ class HeightmapProjector:
             if not (np.isfinite(cx) and np.isfinite(cy)):
                 raise PerceptionError(f"center_xy must be finite, got {center_xy}")
         t = self.camera.pose[:3, 3]
-        return np.array([t[0] - cx, t[1] - cy, t[2] - ws.z_min], dtype=np.float64)
+        half, inv_cell = self.size / 2.0, 1.0 / self.heightmap.cell_size
+        return np.array([(t[0] - cx) * inv_cell + half, (t[1] - cy) * inv_cell + half, t[2] - ws.z_min],
+                        dtype=np.float32)
 
 
 def _pick_backend(backend: str | None) -> str:
