@@ -63,7 +63,7 @@ def test_split_is_by_whole_episodes_and_reproducible(store_path):
     batch = val.sample(32, np.random.default_rng(0))
     starts = {int(np.cumsum([0] + [len(e) for e in ds.episodes()])[i]) for i in val.episode_ids}
     ends = {int(np.cumsum([len(e) for e in ds.episodes()])[i]) for i in val.episode_ids}
-    assert all(any(s <= t < e for s, e in zip(sorted(starts), sorted(ends))) for t in batch["index"])
+    assert all(any(s <= t < e for s, e in zip(sorted(starts), sorted(ends), strict=True)) for t in batch["index"])
 
 
 def test_augmented_sample_rotates_heightmaps_and_actions_together(store_path):

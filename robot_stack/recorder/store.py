@@ -48,7 +48,7 @@ OPTIONAL_KEYS = ("depth", "color")
 LATENCY_PREFIX = "latency_"
 RESERVED = CORE_KEYS + OPTIONAL_KEYS
 # Chosen by ``robot-stack bench recorder`` (see docs/recorder.md for the measured table).
-DEFAULT_COMPRESSOR = {"cname": "lz4", "clevel": 5, "shuffle": "bitshuffle"}
+DEFAULT_COMPRESSOR = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle"}
 DEFAULT_CHUNK_BYTES = 512 * 1024
 MAX_CHUNK_STEPS = 4096
 
