@@ -37,10 +37,10 @@ class TaskDefaults:
 
 TASK_DEFAULTS = {
     "reach": TaskDefaults(horizon=25, dpos=0.05),
-    "push": TaskDefaults(horizon=50, dpos=0.03),
-    "lift": TaskDefaults(horizon=40, dpos=0.05),
-    "stack": TaskDefaults(horizon=60, dpos=0.05),
-    "door": TaskDefaults(horizon=60, dpos=0.04),
+    "push": TaskDefaults(horizon=60, dpos=0.04),
+    "lift": TaskDefaults(horizon=50, dpos=0.05),
+    "stack": TaskDefaults(horizon=80, dpos=0.05),
+    "door": TaskDefaults(horizon=80, dpos=0.04),
 }
 TASKS = tuple(TASK_DEFAULTS)
 
@@ -198,8 +198,12 @@ class ManipulationEnv(gym.Env):
     def sample_layout(self) -> dict[str, tuple[float, float, float]]:
         rng = self._np_random
         if self.task == "door":
-            jitter = rng.uniform(-0.02, 0.02, 2)
-            return {"door": (self.center[0] + 0.08 + jitter[0], self.center[1] + 0.10 + jitter[1], -math.pi / 2)}
+            # The handle lands near the workspace centre; the door's root pose follows from it.
+            handle = self.center + rng.uniform(-0.02, 0.02, 2) + np.array([0.0, -0.02])
+            yaw = -math.pi / 2
+            c, s = math.cos(yaw), math.sin(yaw)
+            root = handle - np.array([[c, -s], [s, c]]) @ self._handle_offset[:2]
+            return {"door": (float(root[0]), float(root[1]), yaw)}
         names = self._layout_names()
         min_gap = {"push": 0.08, "stack": 0.08, "lift": 0.0, "reach": 0.0}[self.task]
         for _ in range(1000):
@@ -235,6 +239,18 @@ class ManipulationEnv(gym.Env):
         goal, _ = self.object_pose("goal")
         return np.array([goal[0], goal[1], REACH_HEIGHT])
 
+    def door_handle(self) -> np.ndarray:
+        return np.array(self._data.site_xpos[self._rs.door_handle_site_id]) - self.frame_origin
+
+    def door_opening_direction(self) -> np.ndarray:
+        """Unit world-frame direction in which the handle moves when the door opens (tangent of its arc)."""
+        joint = self._model.joint(self._rs.door.joints[0]).id
+        axis = np.array(self._data.xaxis[joint])
+        radial = np.array(self._data.site_xpos[self._rs.door_handle_site_id]) - self._data.xanchor[joint]
+        tangent = np.cross(axis, radial)
+        tangent[2] = 0.0
+        return tangent / max(np.linalg.norm(tangent), 1e-9)
+
     # ----- internals -----
     def _layout_names(self) -> tuple[str, ...]:
         return {"push": ("cube", "goal"), "lift": ("cube",), "stack": ("cubeA", "cubeB"), "reach": ("goal",),
@@ -244,7 +260,7 @@ class ManipulationEnv(gym.Env):
         rs = self._rs
         ids = {"cube": getattr(rs, "cube_body_id", None), "cubeA": getattr(rs, "cubeA_body_id", None),
                "cubeB": getattr(rs, "cubeB_body_id", None), "goal": getattr(rs, "goal_body_id", None),
-               "door": getattr(rs, "object_body_ids", {}).get("door")}
+               "door": self._model.body(rs.door.root_body).id if hasattr(rs, "door") else None}
         if ids.get(name) is None:
             valid = [k for k, v in ids.items() if v is not None]
             raise ValueError(f"task {self.task!r} has no object {name!r}; objects: {valid}")
@@ -313,7 +329,12 @@ class ManipulationEnv(gym.Env):
         self._finger_joints = [self._model.joint(n).id for n in grip.joints]
         self._finger_qpos = [self._model.jnt_qposadr[j] for j in self._finger_joints]
         if self.task == "door":
-            self._door_z = float(self._model.body_pos[self._object_body("door")][2]) - self.frame_origin[2]
+            self._rs.reset()
+            root = self._object_body("door")
+            rot = self._data.xmat[root].reshape(3, 3)
+            self._handle_offset = rot.T @ (self._data.site_xpos[self._rs.door_handle_site_id] - self._data.xpos[root])
+            # Lowered so the handle sits inside the workspace box (the panel still clears the table).
+            self._door_z = float(self._model.body_pos[root][2]) - self.frame_origin[2] - 0.08
 
     def _mask_robot_from_cameras(self) -> None:
         """Hide the arm's link meshes from the depth cameras, as a real robot self-filter does (and because

@@ -1,0 +1,187 @@
+"""Scripted experts: small state machines over the env's privileged state (object poses, ee position).
+
+``act(obs, env)`` returns a [-1, 1] action; ``noise`` adds Gaussian noise of that std to every entry
+(then clipped), for datasets with imperfect demonstrations.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim.env import ManipulationEnv, check_task
+
+OPEN, CLOSE = -1.0, 1.0
+HOVER = 0.10  # metres above an object before descending
+
+
+class Expert:
+    def __init__(self, env: ManipulationEnv, noise: float = 0.0, seed: int | None = None) -> None:
+        if noise < 0:
+            raise ValueError(f"expert noise must be >= 0, got {noise}")
+        self.noise = float(noise)
+        self._rng = np.random.default_rng(seed)
+        self.reset()
+
+    def reset(self) -> None:
+        self.phase = 0
+        self._wait = 0
+
+    def act(self, obs: dict, env: ManipulationEnv) -> np.ndarray:
+        action = self._act(env)
+        if self.noise > 0:
+            action = action + self._rng.normal(0.0, self.noise, action.shape)
+        return np.clip(action, -1.0, 1.0).astype(np.float32)
+
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def toward(env: ManipulationEnv, target: np.ndarray, gripper: float) -> tuple[np.ndarray, float]:
+        """Action moving the ee towards ``target`` (stack frame), and the remaining distance."""
+        delta = np.asarray(target, dtype=np.float64) - env.ee_position()
+        move = np.clip(delta / env.action_spec.dpos, -1.0, 1.0)
+        return np.array([*move, 0.0, gripper]), float(np.linalg.norm(delta))
+
+    def _hold(self, steps: int) -> bool:
+        """True once ``steps`` consecutive calls have passed (for the gripper to close or open)."""
+        self._wait += 1
+        if self._wait >= steps:
+            self._wait = 0
+            return True
+        return False
+
+
+class ReachExpert(Expert):
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        return self.toward(env, env.reach_target(), OPEN)[0]
+
+
+class PushExpert(Expert):
+    """Close the gripper, come down behind the cube on the goal's far side, push it through to the goal."""
+
+    BEHIND = 0.05
+    PUSH_HEIGHT = 0.015
+
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        cube, _ = env.object_pose("cube")
+        goal, _ = env.object_pose("goal")
+        line = goal[:2] - cube[:2]
+        direction = line / max(np.linalg.norm(line), 1e-6)
+        behind = cube[:2] - direction * self.BEHIND
+        ee = env.ee_position()
+        if self.phase == 0:  # above the start point behind the cube
+            action, dist = self.toward(env, [*behind, HOVER], CLOSE)
+            if np.linalg.norm(ee[:2] - behind) < 0.01:
+                self.phase = 1
+            return action
+        if self.phase == 1:  # down to pushing height
+            action, dist = self.toward(env, [*behind, self.PUSH_HEIGHT], CLOSE)
+            if dist < 0.01:
+                self.phase = 2
+            return action
+        # push: aim the ee at the point that leaves the cube on the goal, staying on the cube-goal line
+        target = goal[:2] - direction * (self.BEHIND - 0.035)  # a little past: friction stops it short
+        offset = ee[:2] - cube[:2]
+        lateral = offset - direction * float(offset @ direction)
+        if np.linalg.norm(lateral) > 0.03 or float(offset @ direction) > 0:
+            self.phase = 0  # lost the cube: lift and line up again
+            return self.toward(env, [*ee[:2], HOVER], CLOSE)[0]
+        return self.toward(env, [*(target - lateral), self.PUSH_HEIGHT], CLOSE)[0]
+
+
+class PickExpert(Expert):
+    """Lift: grasp the cube from above and raise it. Stack subclass places it on the other cube."""
+
+    obj = "cube"
+    LIFT_TO = 0.15
+
+    def _grasp(self, env: ManipulationEnv) -> np.ndarray | None:
+        pos, _ = env.object_pose(self.obj)
+        if self.phase == 0:
+            action, _ = self.toward(env, [pos[0], pos[1], HOVER], OPEN)
+            if np.linalg.norm(env.ee_position()[:2] - pos[:2]) < 0.006:
+                self.phase = 1
+            return action
+        if self.phase == 1:
+            action, dist = self.toward(env, [pos[0], pos[1], pos[2] - 0.005], OPEN)
+            if dist < 0.01:
+                self.phase = 2
+            return action
+        if self.phase == 2:
+            if self._hold(8):
+                self.phase = 3
+            return np.array([0.0, 0.0, 0.0, 0.0, CLOSE])
+        return None
+
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        action = self._grasp(env)
+        if action is not None:
+            return action
+        ee = env.ee_position()
+        return self.toward(env, [ee[0], ee[1], self.LIFT_TO], CLOSE)[0]
+
+
+class StackExpert(PickExpert):
+    obj = "cubeA"
+
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        action = self._grasp(env)
+        if action is not None:
+            return action
+        base, _ = env.object_pose("cubeB")
+        ee = env.ee_position()
+        above = [base[0], base[1], HOVER]
+        if self.phase == 3:
+            action, _ = self.toward(env, [ee[0], ee[1], HOVER], CLOSE)
+            if ee[2] > HOVER - 0.02:
+                self.phase = 4
+            return action
+        if self.phase == 4:
+            action, _ = self.toward(env, above, CLOSE)
+            if np.linalg.norm(ee[:2] - base[:2]) < 0.006:
+                self.phase = 5
+            return action
+        if self.phase == 5:  # down until cubeA (2 cm half size) sits on cubeB (2.5 cm half size)
+            action, dist = self.toward(env, [base[0], base[1], base[2] + 0.025 + 0.02 + 0.005], CLOSE)
+            if dist < 0.008:
+                self.phase = 6
+            return action
+        if self.phase == 6:
+            if self._hold(8):
+                self.phase = 7
+            return np.array([0.0, 0.0, 0.0, 0.0, OPEN])
+        return self.toward(env, [ee[0], ee[1], HOVER], OPEN)[0]
+
+
+class DoorExpert(Expert):
+    """Grasp the handle from above, then pull it along the arc about the hinge."""
+
+    def _act(self, env: ManipulationEnv) -> np.ndarray:
+        handle = env.door_handle()
+        ee = env.ee_position()
+        if self.phase == 0:
+            action, _ = self.toward(env, [handle[0], handle[1], handle[2] + 0.06], OPEN)
+            if np.linalg.norm(ee[:2] - handle[:2]) < 0.008:
+                self.phase = 1
+            return action
+        if self.phase == 1:
+            action, dist = self.toward(env, handle, OPEN)
+            if dist < 0.01:
+                self.phase = 2
+            return action
+        if self.phase == 2:
+            if self._hold(8):
+                self.phase = 3
+            return np.array([0.0, 0.0, 0.0, 0.0, CLOSE])
+        tangent = env.door_opening_direction()
+        return np.array([*(tangent * 1.0), 0.0, 0.0, CLOSE])
+
+
+EXPERTS = {"reach": ReachExpert, "push": PushExpert, "lift": PickExpert, "stack": StackExpert, "door": DoorExpert}
+
+
+def make_expert(task: str, env: ManipulationEnv, noise: float = 0.0, seed: int | None = None) -> Expert:
+    check_task(task)
+    if getattr(env, "task", task) != task:
+        raise ValueError(f"expert for {task!r} given an env of task {env.task!r}")
+    return EXPERTS[task](env, noise, seed)
