@@ -9,7 +9,8 @@ critics are Polyak averages; the temperature is tuned to a target entropy.
 Options: ``n_step`` returns (folded into the stored ``discount``, see ``policies.replay_buffer``),
 DrQ-style random shift (``random_shift`` pixels of replicate padding), and random-rotation
 augmentation of every batch by an element of the policy's group (``rotation_aug``; the CNN
-baseline ``cnn_aug`` turns it on).
+baseline ``cnn_aug`` turns it on, through ``policies.networks.augment_batch``). The relaxed
+families' regulariser (``regularization()`` of actor and critic) is added to their losses.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from robot_stack.specs import PolicySpec
-from robot_stack.symmetry import Group, act_on_action, act_on_image
+from robot_stack.symmetry import Group
 
 LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
 
@@ -86,7 +87,6 @@ class TwinCritic(nn.Module):
 def build_networks(spec: PolicySpec, network: dict[str, Any]) -> tuple[nn.Module, TwinCritic, Any]:
     """Actor and twin critic from ``policies.networks`` for the config mapping ``network``."""
     from policies.networks import NetworkConfig, build_actor, build_critic
-
     from robot_stack import config
 
     data = dict(network)
@@ -106,6 +106,15 @@ def _returns_pair(critic: nn.Module, spec: PolicySpec) -> bool:
     with torch.no_grad():
         out = critic(hm, vec, torch.zeros(1, spec.action.dim))
     return isinstance(out, tuple | list)
+
+
+def _regularizer(module: nn.Module) -> torch.Tensor | float:
+    """The relaxed layers' pull toward equal weights (``regularization()`` of the networks; 0 if absent)."""
+    total: torch.Tensor | float = 0.0
+    for m in (module.first, module.second) if isinstance(module, TwinCritic) else (module,):
+        if m is not None and hasattr(m, "regularization"):
+            total = total + m.regularization().to(next(m.parameters()).device)
+    return total
 
 
 def squash(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,22 +138,6 @@ def random_shift(hm: torch.Tensor, pad: int) -> torch.Tensor:
     base = torch.stack([base_x, base_y], dim=-1).unsqueeze(0).repeat(b, 1, 1, 1)
     shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=hm.device).to(hm.dtype) * 2.0 * eps
     return F.grid_sample(padded, base + shift, padding_mode="zeros", align_corners=False)
-
-
-def rotate_batch(batch: dict[str, np.ndarray], group: Group, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Each sample (heightmaps and action) transformed by its own random element of ``group``."""
-    out = dict(batch)
-    out["heightmap"], out["next_heightmap"] = batch["heightmap"].copy(), batch["next_heightmap"].copy()
-    out["action"] = batch["action"].copy()
-    picks = rng.integers(0, group.order, size=len(batch["action"]))
-    for i, k in enumerate(picks):
-        g = group.elements[k]
-        if g.is_identity:
-            continue
-        out["heightmap"][i] = act_on_image(g, batch["heightmap"][i])
-        out["next_heightmap"][i] = act_on_image(g, batch["next_heightmap"][i])
-        out["action"][i] = act_on_action(g, batch["action"][i])
-    return out
 
 
 class SAC:
@@ -192,17 +185,25 @@ class SAC:
 
     def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
         """One gradient step on the critics, (every ``actor_update_every``) the actor and the temperature."""
-        if self.rotation_aug and self.group.order > 1:
-            batch = rotate_batch(batch, self.group, self.rng)
-        hm, next_hm = self._augment(self._tensor(batch["heightmap"])), self._augment(self._tensor(batch["next_heightmap"]))
+        hm, next_hm = self._tensor(batch["heightmap"]), self._tensor(batch["next_heightmap"])
         vec, next_vec = self._tensor(batch["vector"]), self._tensor(batch["next_vector"])
         act, rew, disc = self._tensor(batch["action"]), self._tensor(batch["reward"]), self._tensor(batch["discount"])
+        if self.rotation_aug and self.group.order > 1:
+            hm, next_hm, act = self._rotate(hm, next_hm, act)
+        hm, next_hm = self._augment(hm), self._augment(next_hm)
         info = self._update_critic(hm, vec, act, rew, next_hm, next_vec, disc)
         self.updates += 1
         if self.updates % self.cfg.actor_update_every == 0:
             info.update(self._update_actor(hm, vec))
         self._soft_update()
         return info
+
+    def _rotate(self, hm: torch.Tensor, next_hm: torch.Tensor, act: torch.Tensor):
+        """The cnn_aug recipe: one random group element per sample, applied to s, s' and a alike."""
+        from policies.networks import augment_batch
+
+        both, act, _ = augment_batch(self.group, torch.cat([hm, next_hm], dim=1), act)
+        return both[:, :hm.shape[1]], both[:, hm.shape[1]:], act
 
     def _update_critic(self, hm, vec, act, rew, next_hm, next_vec, disc) -> dict[str, float]:
         with torch.no_grad():
@@ -211,7 +212,7 @@ class SAC:
             next_v = torch.min(tq1, tq2).squeeze(-1) - self.alpha * next_logp
             target = rew + disc * next_v
         q1, q2 = self.critic(hm, vec, act)
-        loss = F.mse_loss(q1.squeeze(-1), target) + F.mse_loss(q2.squeeze(-1), target)
+        loss = F.mse_loss(q1.squeeze(-1), target) + F.mse_loss(q2.squeeze(-1), target) + _regularizer(self.critic)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.critic)
@@ -221,7 +222,7 @@ class SAC:
     def _update_actor(self, hm, vec) -> dict[str, float]:
         action, logp = squash(*self.actor(hm, vec))
         q1, q2 = self.critic(hm, vec, action)
-        loss = (self.alpha.detach() * logp - torch.min(q1, q2).squeeze(-1)).mean()
+        loss = (self.alpha.detach() * logp - torch.min(q1, q2).squeeze(-1)).mean() + _regularizer(self.actor)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.actor)

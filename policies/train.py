@@ -20,12 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies, vector_of
+from policies.sac import SAC, SACConfig, pick_device
 from robot_stack import config
 from robot_stack.specs import PolicySpec, mismatches
 from robot_stack.symmetry import Group
-
-from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies, vector_of
-from policies.sac import SAC, SACConfig, pick_device
 
 TOY_TASKS = ("toy_reach",)
 CHECKPOINT_FORMAT = 1

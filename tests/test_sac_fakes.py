@@ -1,14 +1,12 @@
-"""Stand-in networks for the SAC tests, used only while ``policies.networks`` has not landed.
+"""A tiny coordinate-CNN actor/critic for the SAC learning test (no tests live here).
 
-``install()`` registers a tiny CNN actor/critic as ``policies.networks`` when the real module is
-missing and returns whether the fake is in use. No tests live here.
+The families of ``policies.networks`` end in a global max-pool, so on the toy task (an absolute
+reach) they need far more updates than a CPU test can afford; SAC itself is network-agnostic, and
+this small net with coordinate channels lets the test check SAC + replay + loop in seconds.
 """
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
 from dataclasses import dataclass
 
 import torch
@@ -17,10 +15,18 @@ from torch import nn
 
 @dataclass
 class NetworkConfig:
+    """The real config's keys (policies/networks/config.py); the fake uses fixed small sizes."""
+
     family: str = "cnn"
     group: str = "C4"
+    widths: tuple[int, ...] = (2, 4, 8)
+    kernel_sizes: tuple[int, ...] = (5, 3, 3)
+    hidden: int = 8
+    filter_banks: int = 2
+    alpha: float = 1e-4
+    width_match: str = "channels"
     channels: int = 8
-    hidden: int = 64
+    mlp: int = 64
 
 
 def _encoder(spec, cfg: NetworkConfig) -> tuple[nn.Module, int]:
@@ -39,41 +45,35 @@ def _with_coords(hm: torch.Tensor) -> torch.Tensor:
     return torch.cat([hm * 10.0, xs, ys], dim=1)
 
 
-class FakeActor(nn.Module):
+class CoordActor(nn.Module):
     def __init__(self, spec, cfg: NetworkConfig) -> None:
         super().__init__()
         self.enc, width = _encoder(spec, cfg)
-        self.head = nn.Sequential(nn.Linear(width + spec.observation.vector_dim, cfg.hidden), nn.ReLU(),
-                                  nn.Linear(cfg.hidden, 2 * spec.action.dim))
+        self.head = nn.Sequential(nn.Linear(width + spec.observation.vector_dim, cfg.mlp), nn.ReLU(),
+                                  nn.Linear(cfg.mlp, 2 * spec.action.dim))
 
     def forward(self, hm, vec):
         mean, log_std = self.head(torch.cat([self.enc(_with_coords(hm)), vec], -1)).chunk(2, -1)
         return mean, log_std
 
 
-class FakeCritic(nn.Module):
+class CoordCritic(nn.Module):
     def __init__(self, spec, cfg: NetworkConfig) -> None:
         super().__init__()
         self.enc, width = _encoder(spec, cfg)
         inp = width + spec.observation.vector_dim + spec.action.dim
-        self.q1 = nn.Sequential(nn.Linear(inp, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
-        self.q2 = nn.Sequential(nn.Linear(inp, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, 1))
+        self.q1 = nn.Sequential(nn.Linear(inp, cfg.mlp), nn.ReLU(), nn.Linear(cfg.mlp, 1))
+        self.q2 = nn.Sequential(nn.Linear(inp, cfg.mlp), nn.ReLU(), nn.Linear(cfg.mlp, 1))
 
     def forward(self, hm, vec, act):
         x = torch.cat([self.enc(_with_coords(hm)), vec, act], -1)
         return self.q1(x), self.q2(x)
 
 
-def install() -> bool:
-    try:
-        real = importlib.import_module("policies.networks")
-    except ImportError:
-        real = None
-    if real is not None and hasattr(real, "build_actor") and real.__name__ == "policies.networks":
-        return False
-    module = types.ModuleType("policies.networks")
-    module.NetworkConfig = NetworkConfig
-    module.build_actor = FakeActor
-    module.build_critic = FakeCritic
-    sys.modules["policies.networks"] = module
-    return True
+def tiny_agent(spec, sac_cfg, seed: int = 0):
+    """A SAC agent on the coordinate CNN above: the learning test checks SAC and the loop, not a family."""
+    from policies.sac import SAC, TwinCritic
+
+    torch.manual_seed(seed)
+    cfg = NetworkConfig()
+    return SAC(spec, sac_cfg, CoordActor(spec, cfg), TwinCritic(CoordCritic(spec, cfg), None), "cpu", seed)

@@ -1,0 +1,289 @@
+"""``robot-stack sweep``: a grid of network families x seeds x task variants, one SAC training run each, on Ray.
+
+Every trial is a Ray task (Ray core) that runs ``policies.train`` with progress bars and export
+off. Results go to ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv``
+(one row per trial), ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95%
+t-confidence band, one panel per variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed
+group-convolution weights w_l(h) of every relaxed actor, averaged over banks).
+"""
+
+from __future__ import annotations
+
+import csv
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_stack import config
+
+NO_VARIANT = "none"
+
+
+class SweepError(config.ConfigError):
+    """A sweep that cannot start (bad grid, unreachable cluster); the message says why."""
+
+
+@dataclass
+class SweepConfig:
+    name: str = "sweep"
+    base: str = "train_push"  # the training config (a file or a name in launch/) every trial starts from
+    overrides: dict[str, Any] = field(default_factory=dict)  # nested keys applied to the base config
+    families: list[str] = field(default_factory=lambda: ["relaxed", "exact", "cnn_aug"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    variants: list[str] = field(default_factory=lambda: [NO_VARIANT])
+    variant_key: str = "variant"  # env option that selects the variant ("none" leaves it unset)
+    out_dir: str = "runs/sweep_{name}"
+    num_cpus: int | None = None  # local Ray only; None = all cores
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    connect_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        for key in ("families", "seeds", "variants"):
+            if not getattr(self, key):
+                raise ValueError(f"sweep {key} must not be empty")
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.out_dir.format(name=self.name))
+
+
+@dataclass
+class Trial:
+    family: str
+    variant: str
+    seed: int
+    train_config: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.family}_{self.variant}_s{self.seed}"
+
+
+def make_trials(cfg: SweepConfig) -> list[Trial]:
+    """The grid, each trial's training config built (and so checked) up front: a typo fails before Ray starts."""
+    from policies.train import TrainConfig
+
+    base = config.read_yaml(config.resolve_launch_file(cfg.base))
+    base = config.apply_overrides(base, _flatten(cfg.overrides))
+    trials = []
+    for variant in cfg.variants:
+        for family in cfg.families:
+            for seed in cfg.seeds:
+                label = f"{family}_{variant}_s{seed}"
+                data = config.apply_overrides(base, [f"network.family={family}", f"seed={seed}",
+                                                     f"out_dir={cfg.run_dir / 'trials' / label}",
+                                                     "progress=false", "export_onnx=false"])
+                if variant != NO_VARIANT:
+                    data.setdefault("env", {})[cfg.variant_key] = variant
+                tc = config.build(TrainConfig, data)
+                trials.append(Trial(family, variant, seed, config.to_dict(tc)))
+    return trials
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={_yaml_scalar(value)}")
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def check_address(address: str, timeout: float) -> None:
+    """Fail fast, naming the address, when nothing listens at ``host:port`` (``auto`` is left to Ray)."""
+    if address in ("auto", "local"):
+        return
+    hostport = address.split("://", 1)[-1]
+    host, sep, port = hostport.rpartition(":")
+    if not sep or not port.isdigit():
+        raise SweepError(f"Ray address {address!r} must look like HOST:PORT (e.g. 10.0.0.5:6379) or ray://HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise SweepError(f"cannot reach the Ray cluster at {address!r} ({type(exc).__name__}: {exc}); start one "
+                         f"with `ray start --head` there, or leave out --address to run on a local Ray") from exc
+
+
+def run_trial(train_config: dict[str, Any], setup: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """One training run (inside a Ray worker): eval history and the actor's relaxed weights."""
+    if setup is not None:
+        setup()
+    from policies.train import TrainConfig, Trainer
+
+    tc = config.build(TrainConfig, train_config)
+    trainer = Trainer(tc)
+    started = time.perf_counter()
+    result = trainer.run()
+    return {"evals": result.evals, "seconds": time.perf_counter() - started,
+            "relaxed_weights": relaxed_weights(trainer.agent.actor)}
+
+
+def relaxed_weights(module) -> dict[str, np.ndarray]:
+    """Every relaxed group-convolution layer's w_l(h) as a (|G|, L) array, keyed by the parameter's name."""
+    return {name: p.detach().cpu().numpy() for name, p in module.named_parameters() if name.endswith("relaxed_weights")}
+
+
+def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], Any] | None = None,
+              progress: bool = True) -> Path:
+    """Run the grid on Ray (local unless ``address``), write CSVs and PNGs; returns the output folder."""
+    trials = make_trials(cfg)
+    if address:
+        check_address(address, cfg.connect_timeout_s)
+    import ray
+
+    init = {"address": address} if address else {"num_cpus": cfg.num_cpus}
+    try:
+        ray.init(**init, include_dashboard=False, ignore_reinit_error=True, log_to_driver=False)
+    except ConnectionError as exc:
+        raise SweepError(f"cannot connect to Ray at {address!r}: {exc}") from exc
+    try:
+        results = _run_all(ray, cfg, trials, setup, progress)
+    finally:
+        ray.shutdown()
+    out = cfg.run_dir
+    out.mkdir(parents=True, exist_ok=True)
+    config.save(cfg, out / "sweep.yaml")
+    write_results(out, trials, results)
+    plot_learning_curves(out / "results.csv", out / "learning_curves.png")
+    plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
+    return out
+
+
+def _run_all(ray, cfg: SweepConfig, trials: list[Trial], setup, progress: bool) -> list[dict[str, Any]]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(run_trial)
+    refs = [remote.remote(t.train_config, setup) for t in trials]
+    index = {ref: i for i, ref in enumerate(refs)}
+    results: list[dict[str, Any]] = [{}] * len(trials)
+    pending = list(refs)
+    columns = (TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[last]}"), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task(cfg.name, total=len(refs), last="")
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            i = index[done[0]]
+            results[i] = ray.get(done[0])
+            final = results[i]["evals"][-1]["success_rate"] if results[i]["evals"] else float("nan")
+            bar.update(task, advance=1, last=f"{trials[i].label}: success {final:.0%}")
+    return results
+
+
+CSV_FIELDS = ("family", "variant", "seed", "step", "success_rate", "return")
+
+
+def write_results(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for trial, res in zip(trials, results, strict=True):
+            for ev in res["evals"]:
+                writer.writerow({"family": trial.family, "variant": trial.variant, "seed": trial.seed,
+                                 "step": ev["step"], "success_rate": ev["success_rate"], "return": ev["return"]})
+    with open(out / "final.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=(*CSV_FIELDS, "seconds"))
+        writer.writeheader()
+        for trial, res in zip(trials, results, strict=True):
+            last = res["evals"][-1]
+            writer.writerow({"family": trial.family, "variant": trial.variant, "seed": trial.seed,
+                             "step": last["step"], "success_rate": last["success_rate"], "return": last["return"],
+                             "seconds": round(res["seconds"], 1)})
+
+
+def read_results(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as fh:
+        return [{**row, "seed": int(row["seed"]), "step": int(row["step"]),
+                 "success_rate": float(row["success_rate"]), "return": float(row["return"])}
+                for row in csv.DictReader(fh)]
+
+
+def confidence_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the half-width of a 95% Student-t interval over axis 0 (0 with a single seed)."""
+    from scipy import stats
+
+    n = values.shape[0]
+    mean = values.mean(axis=0)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
+    return mean, half
+
+
+def curves(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tuple[str, str], tuple]:
+    """(variant, family) -> (steps, mean, half-width) over seeds, on the steps every seed evaluated."""
+    out = {}
+    for key in sorted({(r["variant"], r["family"]) for r in rows}):
+        sel = [r for r in rows if (r["variant"], r["family"]) == key]
+        seeds = sorted({r["seed"] for r in sel})
+        by_seed = {s: {r["step"]: r[metric] for r in sel if r["seed"] == s} for s in seeds}
+        steps = sorted(set.intersection(*(set(v) for v in by_seed.values())))
+        values = np.array([[by_seed[s][t] for t in steps] for s in seeds])
+        mean, half = confidence_band(values)
+        out[key] = (np.array(steps), mean, half)
+    return out
+
+
+def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_rate") -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = curves(read_results(csv_path), metric)
+    variants = sorted({v for v, _ in data})
+    fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.8), squeeze=False)
+    for ax, variant in zip(axes[0], variants, strict=True):
+        for (v, family), (steps, mean, half) in data.items():
+            if v != variant:
+                continue
+            ax.plot(steps, mean, label=family)
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+        ax.set_title(f"variant: {variant}")
+        ax.set_xlabel("environment steps")
+        ax.set_ylabel(f"eval {metric.replace('_', ' ')} (mean, 95% CI)")
+        if metric == "success_rate":
+            ax.set_ylim(-0.05, 1.05)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def plot_relaxed_weights(trials: list[Trial], results: list[dict[str, Any]], png_path: Path) -> None:
+    """One panel per relaxed trial: w(h) averaged over banks, per layer, against the group element h."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(t, r["relaxed_weights"]) for t, r in zip(trials, results, strict=True) if r["relaxed_weights"]]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
+    if not panels:
+        axes[0][0].text(0.5, 0.5, "no relaxed-family trials in this sweep", ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (trial, weights) in zip(axes[0], panels, strict=False):
+        for name, w in weights.items():
+            w = np.asarray(w)
+            ax.plot(np.arange(w.shape[0]), w.mean(axis=1) * w.size, marker="o", label=name.split(".")[-2])
+        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
+        ax.set_title(trial.label, fontsize=9)
+        ax.set_xlabel("group element h")
+        ax.set_ylabel("w(h) x L|G| (1 = exact)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
