@@ -25,10 +25,9 @@ def exported(tmp_path_factory):
     from policies.checkpoint import save_checkpoint
     from policies.networks import build_actor
     from policies.networks.config import NetworkConfig
+    from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec
     from sim.config import SimConfig
     from sim.env import TASK_DEFAULTS, WORKSPACE
-
-    from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec
 
     hm = HeightmapSpec(size=SimConfig().heightmap_size, workspace=WORKSPACE)
     spec = PolicySpec(ObservationSpec.create(hm), ActionSpec(dpos=TASK_DEFAULTS["reach"].dpos), hm, group="C4",

@@ -202,7 +202,7 @@ class PolicyServer:
     def _infer(self, group: list[_Pending]) -> tuple[list[np.ndarray | None], list[str | None]]:
         t0 = time.perf_counter()
         try:
-            actions = self.policy.act_batch([p.obs for p in group])
+            actions = self.policy.act_batch([p.obs for p in group], checked=True)
             self.metrics.batches[len(group)] += 1
             self.metrics.inference.record(time.perf_counter() - t0)
             return list(actions), [None] * len(group)

@@ -1,0 +1,143 @@
+"""robot-stack bench serve: policy-server round trips against bare onnxruntime, and a 30 Hz control loop.
+
+Figures: for 64 and 128 px heightmaps, p50/p99 of (a) ``session.run`` on the same package in this process
+(the baseline) and (b) ``PolicyClient.act`` to a ``robot-stack serve`` subprocess over loopback TCP;
+the overhead is (b) - (a) at each percentile. Then the sim arm (robosuite reach, ray-cast camera) runs at
+30 Hz through the server for 10 minutes (``--quick``: 30 s), counting missed deadlines. Options:
+``png=FILE`` (latency histogram, default bench_serve_latency.png), ``task=reach``, ``seconds=N``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from robot_stack.benchmarks import BenchReport, percentiles_ms, time_calls
+
+
+def _options(options: list[str]) -> dict[str, str]:
+    out = {}
+    for item in options:
+        if "=" not in item:
+            raise ValueError(f"bench serve options look like key=value (png=..., task=..., seconds=...), got {item!r}")
+        key, value = item.split("=", 1)
+        if key not in ("png", "task", "seconds"):
+            raise ValueError(f"unknown bench serve option {key!r}; valid: png, task, seconds")
+        out[key] = value
+    return out
+
+
+def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) -> dict[str, np.ndarray]:
+    from robot_stack.commands.run import spawn_server
+    from robot_stack.runtime import PolicyClient, load_policy_package
+    from robot_stack.runtime.synthetic import default_spec, make_package
+
+    spec = default_spec(size)
+    path = make_package(workdir / f"policy_{size}.onnx", spec, kind="conv")
+    policy = load_policy_package(path, spec)
+    rng = np.random.default_rng(size)
+    obs = {"heightmap": rng.random((1, size, size), dtype=np.float32) * 0.1,
+           "gripper": np.array([0.0, 0.5], np.float32)}
+    feeds = policy.stack([obs])
+    bare = time_calls(lambda: policy.session.run(["action"], feeds), repeats, warmup=20)
+    os.environ.setdefault("ROBOT_STACK_BENCH_TOKEN", "bench")
+    proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN")
+    try:
+        with PolicyClient(endpoint, token="bench", timeout=2.0) as client:
+            served = time_calls(lambda: client.act(obs), repeats, warmup=20)
+    finally:
+        proc.terminate()
+        proc.wait(5)
+    for name, samples in (("onnxruntime", bare), ("server_roundtrip", served)):
+        p50, p99 = percentiles_ms(samples)
+        report.add(f"{name}_{size}px_p50", p50, "ms")
+        report.add(f"{name}_{size}px_p99", p99, "ms")
+    b50, b99 = percentiles_ms(bare)
+    s50, s99 = percentiles_ms(served)
+    report.add(f"overhead_{size}px_p50", s50 - b50, "ms")
+    report.add(f"overhead_{size}px_p99", s99 - b99, "ms")
+    report.add(f"roundtrip_vs_onnxruntime_{size}px_p50_ratio", s50 / b50, "x")
+    report.target(f"overhead_{size}px_p99", "<=", 0.5)
+    return {f"onnxruntime {size}px": bare, f"server round trip {size}px": served}
+
+
+def _loop(report: BenchReport, seconds: float, task: str, workdir: Path) -> None:
+    from hardware.sim_arm import SimArm, projector_for
+    from robot_stack.commands.run import robot_spec_for, spawn_server
+    from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter
+    from robot_stack.runtime.synthetic import make_package
+    from robot_stack.specs import PolicySpec
+
+    arm = SimArm.from_task(task, seed=0) if task == "toy_reach" else SimArm.from_task(task, seed=0, horizon=10**6)
+    spec = PolicySpec(*arm.env.policy_spec_parts, group="C8", family="synthetic")
+    path = make_package(workdir / "loop_policy.onnx", spec, kind="conv")
+    proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN")
+    rate = 30.0
+    try:
+        client = PolicyClient(endpoint, token="bench", expected=robot_spec_for(arm.env.policy_spec_parts, spec))
+        camera = arm.camera()
+        cfg = LoopConfig(rate_hz=rate, max_steps=int(seconds * rate), silent_periods=3)
+        loop = ControlLoop(arm, camera, projector_for(camera, spec.heightmap), client,
+                           SafetyFilter(SafetyConfig(workspace=spec.heightmap.workspace), spec.action), spec, cfg,
+                           log=lambda msg: None)
+        t0 = time.monotonic()
+        (result,) = loop.run(episodes=1)
+        wall = time.monotonic() - t0
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(5)
+        arm.close()
+    report.add("loop_rate", rate, "Hz")
+    report.add("loop_periods", result.steps)
+    report.add("loop_wall_s", wall, "s")
+    report.add("loop_missed_deadlines", result.missed_deadlines + result.overruns)
+    report.add("loop_work_p50", result.work.percentile(50) or float("nan"), "ms")
+    report.add("loop_work_p99", result.work.percentile(99) or float("nan"), "ms")
+    report.add("loop_work_max", result.work.to_dict()["max_ms"] or float("nan"), "ms")
+    report.add("loop_period_budget", 1e3 / rate, "ms")
+    report.target("loop_missed_deadlines", "<=", 0)
+    report.notes.append(f"loop: {task} sim arm, {result.steps} periods at {rate:g} Hz, ended by {result.reason}; "
+                        f"work = camera + projection + round trip + safety + sim step per period")
+
+
+def _histogram(samples: dict[str, np.ndarray], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    all_ms = np.concatenate([s * 1e3 for s in samples.values()])
+    bins = np.logspace(np.log10(max(all_ms.min(), 1e-3)), np.log10(all_ms.max()), 60)
+    for name, s in samples.items():
+        ax.hist(s * 1e3, bins=bins, histtype="step", label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("latency (ms)")
+    ax.set_ylabel("calls")
+    ax.set_title("policy server round trip vs bare onnxruntime (loopback)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def run(quick: bool, options: list[str]) -> BenchReport:
+    opts = _options(options)
+    report = BenchReport("serve")
+    repeats = 500 if quick else 5000
+    seconds = float(opts.get("seconds", 30 if quick else 600))
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = {}
+        for size in (64, 128):
+            samples.update(_round_trips(report, size, repeats, Path(tmp)))
+        _loop(report, seconds, opts.get("task", "reach"), Path(tmp))
+    png = opts.get("png", "bench_serve_latency.png")
+    _histogram(samples, png)
+    report.notes.append(f"latency histogram: {png}; {repeats} calls per size; policy: a synthetic 2-conv ONNX "
+                        "actor (robot_stack.runtime.synthetic), server in a subprocess, client in this process")
+    return report
