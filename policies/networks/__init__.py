@@ -2,7 +2,7 @@
 
 from .config import EQUIVARIANT_FAMILIES, FAMILIES, NetworkConfig, NetworkError
 from .groups import augment_batch, transform_actions, transform_images
-from .models import Actor, Critic, build_actor, build_critic
+from .models import Actor, Critic, build_actor, build_critic, clone
 
 __all__ = ["EQUIVARIANT_FAMILIES", "FAMILIES", "Actor", "Critic", "NetworkConfig", "NetworkError", "augment_batch",
-           "build_actor", "build_critic", "transform_actions", "transform_images"]
+           "build_actor", "build_critic", "clone", "transform_actions", "transform_images"]

@@ -69,9 +69,8 @@ class CNNEncoder(nn.Module):
         return outs
 
     def export(self) -> nn.Module:
-        import copy
-
-        return nn.Sequential(*copy.deepcopy(list(self.body)), GlobalMaxPool())
+        """Plain torch modules for ONNX; they share this encoder's layers (clone the network first)."""
+        return nn.Sequential(*list(self.body), GlobalMaxPool())
 
 
 def _equivariant_conv(family: str, in_type: enn.FieldType, fields: int, k: int, cfg: NetworkConfig):
@@ -129,10 +128,10 @@ class EquivariantEncoder(nn.Module):
                     block._modules[name] = mod.to_exact()
 
     def export(self) -> nn.Module:
-        import copy
-
+        """Plain torch modules for ONNX (escnn ``.export()``, relaxed layers folded); puts this encoder in eval
+        mode, so export a clone (``policies.networks.clone``)."""
         layers: list[nn.Module] = []
-        for block in copy.deepcopy(self.blocks):
+        for block in self.blocks:
             for mod in block._modules.values():
                 layers.append(_export_module(mod))
         return nn.Sequential(*layers, GlobalMaxPool())
@@ -145,40 +144,36 @@ def _export_module(mod: nn.Module) -> nn.Module:
 
 
 class MLPHead(nn.Module):
-    """Plain head for the CNN families: [features, vector(, action)] -> outputs."""
+    """Plain head for the CNN families: [features, vector(, action)] -> outputs (ELU like the escnn head)."""
 
     def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
                                  nn.Linear(hidden, out_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
     def export(self) -> nn.Module:
-        import copy
-
-        return copy.deepcopy(self.net)
+        return self.net
 
 
 class EquivariantHead(nn.Module):
-    """escnn 1x1 convs on a single point: input fields -> regular hidden -> output fields (exact)."""
+    """escnn 1x1 convs on a single point: input fields -> regular hidden (ELU, never dead at init) -> output
+    fields (exact in every equivariant family)."""
 
     def __init__(self, in_type: enn.FieldType, hidden: int, out_type: enn.FieldType) -> None:
         super().__init__()
         gspace = in_type.gspace
         hid = enn.FieldType(gspace, [gspace.regular_repr] * hidden)
         self.in_type, self.out_type = in_type, out_type
-        self.net = enn.SequentialModule(enn.R2Conv(in_type, hid, 1), enn.ReLU(hid), enn.R2Conv(hid, hid, 1),
-                                        enn.ReLU(hid), enn.R2Conv(hid, out_type, 1))
+        self.net = enn.SequentialModule(enn.R2Conv(in_type, hid, 1), enn.ELU(hid), enn.R2Conv(hid, hid, 1),
+                                        enn.ELU(hid), enn.R2Conv(hid, out_type, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.net(enn.GeometricTensor(x[:, :, None, None], self.in_type))
         return y.tensor[:, :, 0, 0]
 
     def export(self) -> nn.Module:
-        import copy
-
-        net = copy.deepcopy(self.net)
-        return nn.Sequential(nn.Unflatten(1, (self.in_type.size, 1, 1)), *[m.export() for m in net._modules.values()],
-                             nn.Flatten(1))
+        mods = [m.export() for m in self.net._modules.values()]
+        return nn.Sequential(nn.Unflatten(1, (self.in_type.size, 1, 1)), *mods, nn.Flatten(1))

@@ -30,6 +30,17 @@ def _check_action_spec(spec: PolicySpec) -> None:
                            f"{spec.action.dim}")
 
 
+def clone(module: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works in eval mode: escnn's R2Conv keeps its expanded filter as a non-leaf
+    buffer in eval mode, which deepcopy refuses; the copy is made in train mode and both get the original mode.
+    Use it for SAC target networks."""
+    mode = module.training
+    module.train(True)
+    twin = copy.deepcopy(module)
+    module.train(mode)
+    return twin.train(mode)
+
+
 class _Net(nn.Module):
     """What actor and critic share: spec, config, encoder, input checks."""
 
@@ -71,7 +82,7 @@ class _Net(nn.Module):
         """A copy with every relaxed layer replaced by its exact escnn projection (family ``exact``)."""
         if self.cfg.family not in ("relaxed", "relaxed_steerable"):
             raise NetworkError(f"exact_counterpart needs a relaxed family, this network is {self.cfg.family!r}")
-        twin = copy.deepcopy(self)
+        twin = clone(self)
         twin.encoder.make_exact()
         twin.cfg = dataclasses.replace(self.cfg, family="exact")
         twin.spec = dataclasses.replace(self.spec, family="exact")
