@@ -1,0 +1,109 @@
+"""The training job: kill-and-resume, Ctrl-C, and clear errors for bad configs and checkpoints."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
+from robot_stack import cli, config
+
+TINY = ["env.heightmap_size=16", "network.family=cnn", "network.widths=[2]", "network.kernel_sizes=[3]",
+        "network.hidden=2", "tensorboard=false", "progress=false", "export_onnx=false", "expert_episodes=2",
+        "sac.batch_size=8", "learning_starts=8", "eval_episodes=2"]
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _start_job(out_dir: Path, extra: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "robot_stack", "train", "train_toy", *TINY, f"out_dir={out_dir}",
+           "total_steps=1000000", "eval_every=1000000", *extra]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            raise AssertionError(f"job exited early: {proc.stdout.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("no checkpoint appeared")
+        time.sleep(0.2)
+
+
+def _trainer(out_dir: Path, extra: list[str]) -> Trainer:
+    return Trainer(config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={out_dir}", *extra]))
+
+
+def test_kill_and_resume_continues_from_checkpoint(tmp_path):
+    proc = _start_job(tmp_path, ["checkpoint_every=40"])
+    _wait_for(tmp_path / "checkpoint.pt", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    saved = read_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["step"] >= 40 and saved["step"] % 40 == 0
+    trainer = _trainer(tmp_path, ["total_steps=1000"])
+    trainer.load_checkpoint()
+    assert trainer.step == saved["step"]
+    assert len(trainer.buffer) == saved["buffer_size"] > 0
+    assert trainer.agent.updates == saved["agent"]["updates"] > 0
+    for name, value in trainer.agent.actor.state_dict().items():
+        torch.testing.assert_close(value, saved["agent"]["actor"][name])
+    # run() resumes (no new expert episodes) and goes on to the new total.
+    trainer = _trainer(tmp_path, [f"total_steps={saved['step'] + 20}"])
+    result = trainer.run()
+    assert result.step == saved["step"] + 20
+    assert trainer.expert_steps == saved["expert_steps"]
+    assert len(trainer.buffer) > saved["buffer_size"]
+
+
+def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
+    proc = _start_job(tmp_path, ["checkpoint_every=1000000"])  # only the Ctrl-C save writes one
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "config.yaml").exists():  # written once the loop is about to start
+        assert proc.poll() is None and time.monotonic() < deadline, "job did not start"
+        time.sleep(0.2)
+    time.sleep(3.0)
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    saved = read_checkpoint(tmp_path / "checkpoint.pt")
+    assert saved["step"] > 0
+    trainer = _trainer(tmp_path, [f"total_steps={saved['step'] + 10}"])
+    assert trainer.run().step == saved["step"] + 10
+
+
+def test_typo_key_is_refused_naming_it(capsys):
+    with pytest.raises(config.ConfigError, match=r"lrr.*valid keys.*'lr'"):
+        config.load(TrainConfig, "train_toy", ["sac.lrr=1e-3"])
+    with pytest.raises(config.ConfigError, match="total_step"):
+        config.load(TrainConfig, "train_toy", ["total_step=10"])
+    assert cli.main(["train", "train_toy", "netwrk.family=cnn"]) == 2
+    assert "netwrk" in capsys.readouterr().err
+    with pytest.raises(config.ConfigError, match="unknown network family 'cnnn'"):
+        _trainer(Path("/tmp/unused"), ["network.family=cnnn"])
+
+
+def test_incompatible_checkpoint_is_refused(tmp_path):
+    trainer = _trainer(tmp_path, ["total_steps=4"])
+    trainer.run()
+    other = _trainer(tmp_path, ["network.group=C8"])
+    with pytest.raises(CheckpointError, match=r"network group: expected 'C4', got 'C8'"):
+        other.run()
+    bigger = _trainer(tmp_path, ["env.heightmap_size=32"])
+    with pytest.raises(CheckpointError, match=r"heightmap.size: expected 16, got 32"):
+        bigger.load_checkpoint()
+    (tmp_path / "checkpoint.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable training checkpoint"):
+        _trainer(tmp_path, []).load_checkpoint()
+    assert np.isfinite(trainer.evals[-1]["return"])
