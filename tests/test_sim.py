@@ -1,0 +1,130 @@
+"""Sim envs: gymnasium contract, determinism, bad input, camera agreement, experts, C4 symmetry of push."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("robosuite")
+
+import sim  # noqa: E402
+from robot_stack.config import ConfigError  # noqa: E402
+from robot_stack.specs import SpecError  # noqa: E402
+
+LAYOUT = {"cube": (0.46, -0.03, 0.0), "goal": (0.55, 0.04, 0.0)}
+# Measured with sim.symmetry.measure_gap(LAYOUT, k=1, steps=30) and listed in docs/sim.md.
+DOCUMENTED_EE_GAP = {"none": 0.0127, "actuator_bias": 0.0456, "table_friction": 0.0281, "base_in_view": 0.0509}
+
+
+@pytest.fixture(scope="module")
+def reach_env():
+    env = sim.make_env("reach", seed=0)
+    yield env
+    env.close()
+
+
+def test_gymnasium_env_checker_passes(reach_env):
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(reach_env, skip_render_check=True)
+
+
+def test_same_seed_gives_same_trajectory(reach_env):
+    def run():
+        obs, _ = reach_env.reset(seed=7)
+        rng = np.random.default_rng(3)
+        out = [obs["heightmap"].copy()]
+        for _ in range(4):
+            obs, *_ = reach_env.step(rng.uniform(-1, 1, 5).astype(np.float32))
+            out.append(obs["heightmap"].copy())
+        return np.stack(out), reach_env.ee_position()
+
+    (hm_a, ee_a), (hm_b, ee_b) = run(), run()
+    np.testing.assert_array_equal(hm_a, hm_b)
+    np.testing.assert_array_equal(ee_a, ee_b)
+
+
+def test_observation_matches_spec(reach_env):
+    obs, _ = reach_env.reset(seed=1)
+    spec, action_spec, hm_spec = reach_env.policy_spec_parts
+    spec.check(obs)
+    assert obs["heightmap"].shape == (1, hm_spec.size, hm_spec.size)
+    target = reach_env.reach_target()
+    ws = hm_spec.workspace
+    row, col = (np.array([target[1], target[0]]) - [ws.y_min, ws.x_min]) / hm_spec.cell_size
+    assert obs["heightmap"][0, int(row), int(col)] > 0.004  # the target pad is seen where it is
+
+
+def test_bad_actions(reach_env):
+    reach_env.reset(seed=0)
+    with pytest.raises(SpecError, match="NaN"):
+        reach_env.step(np.array([np.nan, 0, 0, 0, 0], dtype=np.float32))
+    with pytest.raises(SpecError, match="shape"):
+        reach_env.step(np.zeros(3, dtype=np.float32))
+    _, _, _, _, info = reach_env.step(np.array([2.0, -3.0, 0.5, 0.0, 1.0], dtype=np.float32))
+    assert info["clipped"] == 2
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(ValueError, match="valid tasks.*push"):
+        sim.make_env("pushh")
+    with pytest.raises(ValueError, match="valid variants.*actuator_bias"):
+        sim.make_env("reach", variant="bias")
+    with pytest.raises(ConfigError, match="valid keys"):
+        sim.make_env("reach", camra="gl")
+
+
+def test_raycast_and_gl_cameras_agree():
+    envs = [sim.make_env("push", seed=0, camera=c) for c in ("raycast", "gl")]
+    depths = []
+    for env in envs:
+        env.reset(options={"layout": LAYOUT})
+        depths.append(env.camera.read().depth)
+        assert env.camera.spec == envs[0].camera.spec
+    diff = np.abs(depths[0] - depths[1])
+    # Documented tolerance (docs/sim.md): 99% of pixels within 1 mm; the rest are silhouette edges.
+    assert np.percentile(diff, 99) < 1e-3
+    assert np.mean(diff > 1e-3) < 0.01
+    for env in envs:
+        env.close()
+
+
+def _success_rate(task: str, episodes: int) -> float:
+    env = sim.make_env(task, seed=0)
+    expert = sim.make_expert(task, env)
+    wins = 0
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=100 + ep)
+        expert.reset()
+        info = {"success": False}
+        for _ in range(env.horizon):
+            obs, _, terminated, truncated, info = env.step(expert.act(obs, env))
+            if terminated or truncated:
+                break
+        wins += info["success"]
+    env.close()
+    return wins / episodes
+
+
+def test_reach_expert_succeeds():
+    assert _success_rate("reach", 20) >= 0.9
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["push", "lift", "stack"])
+def test_expert_succeeds(task):
+    assert _success_rate(task, 20) >= 0.9
+
+
+def test_push_is_c4_symmetric_and_variants_break_it():
+    from sim.symmetry import measure_gap
+
+    gaps = {}
+    for variant in ("none", "actuator_bias"):
+        env = sim.make_env("push", seed=0, variant=variant)
+        gaps[variant] = measure_gap(env, LAYOUT, k=1, steps=30)
+        env.close()
+    assert gaps["none"].ee_gap_m < 0.02
+    assert gaps["actuator_bias"].ee_gap_m > 2 * gaps["none"].ee_gap_m
+    for variant, gap in gaps.items():
+        assert gap.ee_gap_m == pytest.approx(DOCUMENTED_EE_GAP[variant], rel=0.3)
