@@ -57,13 +57,14 @@ class IQL:
     """``update(batch)`` does one gradient step of V, the twin Q and the actor."""
 
     def __init__(self, actor: nn.Module, make_critic: Callable[[], nn.Module], cfg: IQLConfig | None = None,
-                 action_dim: int = 5, device: torch.device | str = "cpu") -> None:
+                 action_dim: int = 5, device: torch.device | str = "cpu",
+                 make_value: Callable[[], nn.Module] | None = None) -> None:
         self.cfg = cfg or IQLConfig()
         self.device = torch.device(device)
         self.actor = actor.to(self.device)
         self.critic = TwinQ(make_critic).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = StateValue(make_critic(), action_dim).to(self.device)
+        self.value = StateValue((make_value or make_critic)(), action_dim).to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=self.cfg.value_lr)

@@ -302,7 +302,8 @@ def build_algorithm(name: str, spec: PolicySpec, network: dict[str, Any], algo_c
     if name == "cql":
         return CQL(actor, make_critic, config.build(CQLConfig, algo_cfg, "cql"), spec.action.dim, device)
     if name == "iql":
-        return IQL(actor, make_critic, config.build(IQLConfig, algo_cfg, "iql"), spec.action.dim, device)
+        return IQL(actor, make_critic, config.build(IQLConfig, algo_cfg, "iql"), spec.action.dim, device,
+                   make_value=lambda: build_critic(spec, net_cfg, twin=False))
     if name == "bc":
         return BC(actor, config.build(BCConfig, algo_cfg, "bc"), device)
     raise ValueError(f"unknown offline algorithm {name!r}; valid: cql, iql, bc")
@@ -369,9 +370,12 @@ def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, An
     tmp = out / "checkpoint.pt.tmp"
     torch.save(state, tmp)
     os.replace(tmp, out / "checkpoint.pt")
-    if export:
+    try:
         from policies.export import export_actor
-
+    except ImportError as exc:
+        export = False
+        summary["export_skipped"] = f"policies.export is not available ({exc})"
+    if export:
         algo.actor.eval()
         export_actor(algo.actor, spec, out / "policy.onnx", {"algo": state["algo"], **summary.get("eval", {})})
         algo.actor.train()
