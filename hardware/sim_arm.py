@@ -47,11 +47,23 @@ class SimArm(Arm):
         self._gripper_cmd = -1.0
         self._stopped = True
         self._episodes = 0
+        self._last_seed: int | None = None
+        self._layout: dict | None = None
         self.log: list[tuple[str, ArmCommand | None]] = []  # every call that moved (or held) the arm
 
     @classmethod
     def from_task(cls, task: str, seed: int | None = None, **cfg: Any) -> SimArm:
-        return cls(make_sim_env(task, **cfg), seed=seed)
+        arm = cls(make_sim_env(task, **cfg), seed=seed)
+        arm.task, arm.sim_cfg = task, dict(cfg)
+        return arm
+
+    def episode_meta(self) -> dict[str, Any]:
+        """What ``robot-stack replay`` needs to re-run the current episode: task, reset seed, env config, layout."""
+        meta: dict[str, Any] = {"task": getattr(self, "task", ""), "sim": getattr(self, "sim_cfg", {}),
+                                "seed": self._last_seed}
+        if self._layout is not None:
+            meta["layout"] = {k: [float(x) for x in v] for k, v in self._layout.items()}
+        return meta
 
     @property
     def action(self) -> ActionSpec:
@@ -66,6 +78,7 @@ class SimArm(Arm):
         seed = None if self.seed is None else self.seed + self._episodes
         self._episodes += 1
         self.obs, info = self.env.reset(seed=seed)
+        self._last_seed, self._layout = seed, info.get("layout")
         self._gripper_cmd = -1.0
         self._stopped = False
         self._state = self._make_state(0.0, info, False)

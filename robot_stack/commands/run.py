@@ -90,7 +90,6 @@ def make_arm(cfg: RunConfig):
 
         return SimArm.from_task(cfg.arm.task, seed=cfg.arm.seed, **cfg.arm.sim)
     from hardware.ur import URArm, URConfig
-
     from robot_stack.config import build
 
     return URArm(build(URConfig, cfg.arm.ur, "arm.ur"))

@@ -141,7 +141,8 @@ class ControlLoop:
         state = self.arm.reset()
         self.safety.reset(gripper_cmd=1.0 if state.gripper > 0.5 else -1.0)
         if self.recorder is not None:
-            self.recorder.start_episode(dict(meta or {}))
+            arm_meta = self.arm.episode_meta() if hasattr(self.arm, "episode_meta") else {}
+            self.recorder.start_episode({**arm_meta, **(meta or {})})
         silent = 0
         try:
             next_deadline = self.clock() + self.cfg.period
