@@ -1,0 +1,61 @@
+"""Sweeps: a 2x2 grid on a local Ray writes CSV + PNG; bad grids and unreachable clusters fail fast."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import numpy as np
+import pytest
+
+from policies.sweep import SweepConfig, SweepError, confidence_band, make_trials, read_results, run_sweep
+from robot_stack import cli, config
+
+TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},
+              "total_steps": 16, "eval_every": 8, "eval_episodes": 2, "expert_episodes": 1, "num_envs": 1,
+              "learning_starts": 8, "tensorboard": False, "sac": {"batch_size": 8, "rotated_copies": 1}}
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_confidence_band_is_a_t_interval():
+    values = np.array([[0.0, 1.0], [1.0, 1.0], [2.0, 1.0]])
+    mean, half = confidence_band(values)
+    np.testing.assert_allclose(mean, [1.0, 1.0])
+    np.testing.assert_allclose(half, [4.302653 * 1.0 / np.sqrt(3), 0.0], rtol=1e-5)
+    assert confidence_band(values[:1])[1].tolist() == [0.0, 0.0]
+
+
+def test_unreachable_address_and_bad_grid_fail_fast(tmp_path, capsys):
+    cfg = config.build(SweepConfig, {"base": "train_toy", "overrides": TINY_TRAIN, "out_dir": str(tmp_path)})
+    started = time.monotonic()
+    with pytest.raises(SweepError, match=rf"cannot reach the Ray cluster at '127.0.0.1:{_closed_port()}'|cannot"):
+        run_sweep(cfg, address=f"127.0.0.1:{_closed_port()}")
+    assert time.monotonic() - started < 30
+    with pytest.raises(SweepError, match="HOST:PORT"):
+        run_sweep(cfg, address="nonsense")
+    assert cli.main(["sweep", "sweep_push", f"out_dir={tmp_path}", "--address", f"127.0.0.1:{_closed_port()}"]) == 2
+    assert "cannot reach the Ray cluster" in capsys.readouterr().err
+    bad = config.build(SweepConfig, {"base": "train_toy", "overrides": {"sac": {"lrr": 1}}})
+    with pytest.raises(config.ConfigError, match="lrr"):
+        make_trials(bad)
+    with pytest.raises(config.ConfigError, match="seedz"):
+        config.load(SweepConfig, "sweep_push", ["seedz=[1]"])
+
+
+def test_two_by_two_grid_on_local_ray_writes_csv_and_png(tmp_path):
+    cfg = config.build(SweepConfig, {"name": "tiny", "base": "train_toy", "overrides": TINY_TRAIN,
+                                     "families": ["relaxed", "cnn"], "seeds": [0, 1], "num_cpus": 2,
+                                     "out_dir": str(tmp_path / "{name}")})
+    out = run_sweep(cfg, progress=False)
+    rows = read_results(out / "results.csv")
+    assert {(r["family"], r["seed"]) for r in rows} == {("relaxed", 0), ("relaxed", 1), ("cnn", 0), ("cnn", 1)}
+    assert sorted({r["step"] for r in rows}) == [8, 16]
+    assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
+    assert len((out / "final.csv").read_text().splitlines()) == 5
+    for png in ("learning_curves.png", "relaxed_weights.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
