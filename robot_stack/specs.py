@@ -257,7 +257,7 @@ class PolicySpec:
                 "version": self.version}
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True)
+        return json.dumps(self.to_dict())  # key order carries the field order
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PolicySpec:
