@@ -96,3 +96,74 @@ def test_mixed_datasets_are_concatenated(tmp_path, toy_store):
     # transitions pair step t with t+1: the next heightmap of a non-terminal step is the following heightmap
     live = np.flatnonzero(one.arrays["done"][:-1] == 0)[:5]
     np.testing.assert_array_equal(one.arrays["next_heightmap"][live], one.arrays["heightmap"][live + 1])
+
+
+# ------------------------------------------------------------------ learning and fine-tuning
+
+NET = {"family": "cnn", "group": "C4", "widths": [1, 2, 4], "kernel_sizes": [5, 3, 3]}
+
+
+@pytest.fixture(scope="module")
+def expert_store(tmp_path_factory) -> Path:
+    return record_toy(tmp_path_factory.mktemp("expert") / "toy.zarr", episodes=100, noise=0.1)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, expert_store) -> dict:
+    out = tmp_path_factory.mktemp("run")
+    return run_job(job(out, [expert_store], algo="bc", bc={"lr": 1e-3}, network=NET, steps=600, batch_size=64,
+                       eval_episodes=30, export=True))
+
+
+def test_tiny_offline_bc_run_beats_a_random_policy(trained):
+    env, _ = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
+    rand = offline.evaluate(offline.random_policy(0), env, 30, seed=10_000)  # the job evaluates on these seeds
+    print(f"BC success {trained['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}")
+    assert trained["eval"]["success_rate"] >= rand["success_rate"] + 0.3
+    assert Path(trained["files"]["checkpoint"]).is_file()
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights(trained):
+    import torch
+
+    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
+    saved = torch.load(trained["files"]["checkpoint"], weights_only=False)
+    for name in ("cql", "iql"):
+        algo = offline.build_algorithm(name, spec, NET, {}, torch.device("cpu"))
+        assert offline.load_init(algo, trained["files"]["checkpoint"], spec) == ["actor"]  # BC has no critic
+        for key, value in saved["actor"].items():
+            torch.testing.assert_close(algo.actor.state_dict()[key], value)
+    # the deployed actions are the checkpoint's, not a fresh network's
+    fresh = offline.build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
+    tuned = offline.build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
+    offline.load_init(tuned, trained["files"]["checkpoint"], spec)
+    obs, _ = env.reset(seed=1)
+    act_saved = offline.torch_policy(tuned.actor, spec, torch.device("cpu"))(obs)
+    act_fresh = offline.torch_policy(fresh.actor, spec, torch.device("cpu"))(obs)
+    assert not np.allclose(act_saved, act_fresh)
+
+
+def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
+    import torch
+
+    from policies.networks import build_actor, build_critic
+    from policies.sac import TwinCritic
+
+    _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
+    net_cfg = offline.network_config(spec, NET)
+    actor, critic = build_actor(spec, net_cfg), TwinCritic(build_critic(spec, net_cfg), None)
+    path = tmp_path / "online.pt"
+    torch.save({"format": "sac", "spec": spec.to_dict(), "agent": {"actor": actor.state_dict(),
+                                                                   "critic": critic.state_dict()}}, path)
+    algo = offline.build_algorithm("cql", spec, NET, {}, torch.device("cpu"))
+    assert offline.load_init(algo, path, spec) == ["actor", "critic"]
+    for key, value in actor.state_dict().items():
+        torch.testing.assert_close(algo.actor.state_dict()[key], value)
+    for key, value in critic.state_dict().items():
+        mine = key.replace("first.", "heads.0.")
+        torch.testing.assert_close(algo.critic.state_dict()[mine], value)
+        torch.testing.assert_close(algo.target_critic.state_dict()[mine], value)
+    # a checkpoint for another spec is refused
+    other = offline.make_eval_env("toy_reach", {"heightmap_size": 16}, NET)[1]
+    with pytest.raises(SpecError, match="heightmap"):
+        offline.load_init(offline.build_algorithm("bc", other, NET, {}, torch.device("cpu")), path, other)
