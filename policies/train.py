@@ -113,7 +113,7 @@ def make_expert(task: str, env, noise: float, seed: int):
         return ToyReachExpert(env, noise, seed)
     import sim
 
-    return sim.make_expert(task, env, noise=noise)
+    return sim.make_expert(task, env, noise=noise, seed=seed)
 
 
 def make_vector_env(cfg: TrainConfig):
