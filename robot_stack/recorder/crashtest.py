@@ -54,17 +54,22 @@ def check_store(path: str | Path) -> int:
     from robot_stack.recorder import EpisodeDataset
 
     ds = EpisodeDataset(path, cache=False)
-    for ep in ds.episodes():
-        want = episode_steps(int(ep.meta["seed"]))
-        if len(ep) != len(want) or ep.meta["length"] != len(want):
-            raise AssertionError(f"episode {ep.index} (seed {ep.meta['seed']}) has {len(ep)} steps, want {len(want)}")
+    data = {k: np.asarray(arr[: ds.state.n_steps]) for k, arr in ds.group["data"].arrays()}
+    start = 0
+    for i, end in enumerate(ds.state.ends):
+        meta = ds.episode_meta(i)
+        want = episode_steps(int(meta["seed"]))
+        if end - start != len(want) or meta["length"] != len(want):
+            raise AssertionError(f"episode {i} (seed {meta['seed']}) has {end - start} steps, want {len(want)}")
         for t, (obs, act, rew, info) in enumerate(want):
-            same = (all(np.array_equal(ep.obs[k][t], v) for k, v in obs.items())
-                    and np.array_equal(ep.action[t], act) and ep.reward[t] == np.float32(rew)
-                    and bool(ep.terminal[t]) == info["terminal"] and ep.timestamp[t] == info["timestamp"]
-                    and ep.extras["latency_policy"][t] == np.float32(info["latency_policy"]))
+            s = start + t
+            same = (all(np.array_equal(data[k][s], v) for k, v in obs.items())
+                    and np.array_equal(data["action"][s], act) and data["reward"][s] == np.float32(rew)
+                    and bool(data["terminal"][s]) == info["terminal"] and data["timestamp"][s] == info["timestamp"]
+                    and data["latency_policy"][s] == np.float32(info["latency_policy"]))
             if not same:
-                raise AssertionError(f"episode {ep.index} (seed {ep.meta['seed']}) differs at step {t}")
+                raise AssertionError(f"episode {i} (seed {meta['seed']}) differs at step {t}")
+        start = int(end)
     return len(ds)
 
 

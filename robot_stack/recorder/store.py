@@ -221,8 +221,8 @@ def repair(path: str | Path, group: zarr.Group) -> list[str]:
         if arr.shape[0] > state.n_episodes:
             actions.append(f"discarded {arr.shape[0] - state.n_episodes} uncommitted entries of {key}")
             arr.resize((state.n_episodes,))
-    for msg in actions:
-        log.warning("repaired interrupted store %s: %s", path, msg)
+    if actions:
+        log.warning("repaired interrupted store %s: %s", path, "; ".join(actions))
     return actions
 
 
