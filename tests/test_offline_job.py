@@ -167,3 +167,10 @@ def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
     other = offline.make_eval_env("toy_reach", {"heightmap_size": 16}, NET)[1]
     with pytest.raises(SpecError, match="heightmap"):
         offline.load_init(offline.build_algorithm("bc", other, NET, {}, torch.device("cpu")), path, other)
+
+
+def test_overrides_typed_after_dataset_are_split_from_paths(toy_store):
+    from robot_stack.commands.offline import split_dataset_words
+
+    paths, overrides = split_dataset_words([str(toy_store), "algo=cql", "s3://b/k=v.zarr"])
+    assert paths == [str(toy_store), "s3://b/k=v.zarr"] and overrides == ["algo=cql"]

@@ -48,22 +48,37 @@ class OfflineJob:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="launch file (e.g. launch/offline_push.yaml or offline_push)")
-    parser.add_argument("--dataset", action="append", default=[], metavar="PATH",
-                        help="zarr episode store; repeat to mix datasets")
-    parser.add_argument("--init", metavar="CHECKPOINT", help="start from this checkpoint's weights")
+    parser.add_argument("--dataset", action="append", nargs="+", default=[], metavar="PATH",
+                        help="zarr episode store(s); repeat to mix datasets (key=value words after it that are not "
+                             "paths are read as overrides)")
+    parser.add_argument("--init", nargs="+", metavar="CHECKPOINT", help="start from this checkpoint's weights")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. algo=cql cql.alpha=5 steps=1000")
 
 
 def run(args: argparse.Namespace) -> int:
     from robot_stack import config
 
-    job = config.load(OfflineJob, args.config, args.overrides)
-    job.datasets = list(job.datasets) + list(args.dataset)
-    if args.init:
-        job.init = args.init
+    datasets, overrides = split_dataset_words([w for group in args.dataset for w in group])
+    inits, init_overrides = split_dataset_words(list(args.init or []))
+    if len(inits) > 1:
+        raise config.ConfigError(f"--init takes one checkpoint, got {inits}")
+    overrides += init_overrides
+    job = config.load(OfflineJob, args.config, list(args.overrides) + overrides)
+    job.datasets = list(job.datasets) + datasets
+    if inits:
+        job.init = inits[0]
     result = run_job(job)
     print(json.dumps({k: result[k] for k in ("out_dir", "eval", "train_seconds")}, indent=2))
     return 0
+
+
+def split_dataset_words(words: list[str]) -> tuple[list[str], list[str]]:
+    """argparse puts ``key=value`` words typed after ``--dataset`` into it: keep paths, return the rest."""
+    datasets, overrides = [], []
+    for word in words:
+        is_override = "=" in word and not Path(word).exists() and "://" not in word
+        (overrides if is_override else datasets).append(word)
+    return datasets, overrides
 
 
 def run_job(job: OfflineJob) -> dict[str, Any]:
