@@ -102,8 +102,8 @@ def _compressors(report: BenchReport, tmp: Path, obs_spec: ObservationSpec, fram
         stored = sum(p.stat().st_size for p in (path / "data").rglob("*") if p.is_file())
         report.add(f"codec {name} write", raw * max(1, n // 32) / dt / 1e6, "MB/s")
         report.add(f"codec {name} ratio", raw * max(1, n // 32) / stored, "x")
-    report.notes.append(f"compressor in use: {store.DEFAULT_COMPRESSOR} (chosen from the codec rows: fastest write "
-                        "with a useful ratio on depth + heightmap)")
+    report.notes.append(f"compressor in use: {store.DEFAULT_COMPRESSOR} (chosen from the codec rows: the best "
+                        "ratio on sensor-like depth + heightmap at a write speed close to lz4's)")
 
 
 def _paced(report: BenchReport, path: Path, obs_spec: ObservationSpec, frames: _Frames, n: int, hz: float) -> None:

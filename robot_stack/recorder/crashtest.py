@@ -36,8 +36,11 @@ def episode_steps(seed: int, obs_spec: ObservationSpec = OBS_SPEC) -> list[tuple
 
 
 def _record_forever(path: str, first_seed: int) -> None:
+    import logging
+
     from robot_stack.recorder import EpisodeRecorder
 
+    logging.getLogger("robot_stack.recorder").setLevel(logging.ERROR)  # the parent checks; repairs are expected
     rec = EpisodeRecorder(path, OBS_SPEC, ACTION_SPEC, {"task": "crash-test"}, flush_steps=4)
     seed = first_seed
     while True:
