@@ -199,3 +199,22 @@ def test_bad_sizes_and_inputs():
         critic(torch.rand(2, 1, 32, 32), torch.rand(2, 2), torch.rand(2, 4))
     with pytest.raises(NetworkError, match="relaxed family"):
         actor.exact_counterpart()
+
+
+@pytest.mark.parametrize("family", ["cnn", "exact", "relaxed"])
+def test_critic_encode_once_matches_forward(family):
+    """Critic.encode + q_from_features (one encoder pass, many actions per state) == forward on repeated states."""
+    _, critic = nets(family, "C4")
+    hm, vec, _ = batch(5)
+    n = 4
+    actions = torch.rand(hm.shape[0] * n, 5) * 2 - 1
+    feats = critic.encode(hm)
+    q1, q2 = critic.q_from_features(feats.repeat_interleave(n, 0), vec.repeat_interleave(n, 0), actions)
+    r1, r2 = critic(hm.repeat_interleave(n, 0), vec.repeat_interleave(n, 0), actions)
+    assert q1.shape == (hm.shape[0] * n, 1) and q1.std() > 1e-4  # different actions give different Q
+    torch.testing.assert_close(q1, r1, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(q2, r2, atol=1e-5, rtol=1e-5)
+    single = build_critic(make_spec(), NetworkConfig(family="cnn", group="C4", **SMALL), twin=False)
+    assert single.q_from_features(single.encode(hm), vec, actions[:3]).shape == (3, 1)
+    with pytest.raises(NetworkError, match="features"):
+        critic.q_from_features(feats[:, :-1], vec, actions[:3])

@@ -142,6 +142,29 @@ class Critic(_Net):
         qs = tuple(head(x) for head in self.heads)
         return qs if self.twin else qs[0]
 
+    def encode(self, heightmap: torch.Tensor) -> torch.Tensor:
+        """The pooled heightmap features [B, F] that ``forward`` computes first; with ``q_from_features`` it lets a
+        caller evaluate many actions per state (CQL's sampled actions) with one encoder pass per state."""
+        want = (self.channels, self.size, self.size)
+        if heightmap.ndim != 4 or tuple(heightmap.shape[1:]) != want:
+            raise NetworkError(f"heightmap must have shape [B, {', '.join(map(str, want))}] (from the PolicySpec), "
+                               f"got {list(heightmap.shape)}")
+        return self.encoder(heightmap)
+
+    def q_from_features(self, features: torch.Tensor, vector: torch.Tensor, action: torch.Tensor):
+        """``forward`` after ``encode``: ``q_from_features(encode(h), v, a) == forward(h, v, a)``. ``features`` may
+        be repeated rows of ``encode``'s output (e.g. ``repeat_interleave``) to pair one state with many actions."""
+        n = features.shape[0]
+        if features.ndim != 2 or features.shape[1] != self.encoder.out_dim:
+            raise NetworkError(f"features must have shape [B, {self.encoder.out_dim}] (Critic.encode), got "
+                               f"{list(features.shape)}")
+        if vector.shape != (n, self.vector_dim) or action.shape != (n, ACTION_DIM):
+            raise NetworkError(f"vector and action must have shapes [{n}, {self.vector_dim}] and [{n}, {ACTION_DIM}], "
+                               f"got {list(vector.shape)} and {list(action.shape)}")
+        x = torch.cat([features, vector, action], dim=1)
+        qs = tuple(head(x) for head in self.heads)
+        return qs if self.twin else qs[0]
+
 
 def build_actor(spec: PolicySpec, cfg: NetworkConfig) -> Actor:
     """The actor for ``cfg.family`` / ``cfg.group``; sizes from ``spec`` (``cfg`` wins over spec.family/group)."""
