@@ -16,7 +16,6 @@ the actor whatever ``build_actor`` makes (equivariant for them).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from policies.offline import Batch, TwinQ, actor_dist, check_finite, sample_tanh_gaussian, soft_update
+from policies.networks import clone
+from policies.offline import Batch, TwinQ, actor_dist, check_finite, repeat_rows, sample_tanh_gaussian, soft_update
 
 
 @dataclass
@@ -43,6 +43,7 @@ class CQLConfig:
     lagrange: bool = False
     target_action_gap: float = 10.0  # with lagrange: the penalty alpha' aims for
     max_grad_norm: float = 0.0  # 0: no clipping
+    encode_once: bool = True  # encode each heightmap once for all sampled actions (False: re-encode, same values)
 
 
 def cql_penalty(q_data: torch.Tensor, q_sampled: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -69,7 +70,7 @@ class CQL:
         self.action_dim = action_dim
         self.actor = actor.to(self.device)
         self.critic = TwinQ(make_critic).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_critic = clone(self.critic).requires_grad_(False)
         self.log_alpha_ent = torch.tensor(math.log(self.cfg.init_temperature), device=self.device,
                                           requires_grad=True)
         self.log_alpha_prime = torch.zeros((), device=self.device, requires_grad=True)
@@ -86,39 +87,53 @@ class CQL:
 
     # ------------------------------------------------------------ losses
 
-    def sampled_q(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Q1, Q2 at the data actions [B] and at the density-corrected sampled actions [B, 3N]."""
+    def sampled_actions(self, batch: Batch, next_dist: tuple[torch.Tensor, torch.Tensor] | None = None
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The penalty's actions per state [B, 3N, 5] (N uniform, N from pi(s), N from pi(s')) and their
+        log-densities [B, 3N]. ``next_dist``: pi(s')'s (pre-tanh mean, std) when the caller has it already."""
         n, b = self.cfg.num_sampled, batch.size
         with torch.no_grad():
             mean, std = actor_dist(self.actor, batch.heightmap, batch.vector)
-            next_mean, next_std = actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
+            next_mean, next_std = next_dist or actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
             pi, logp = sample_tanh_gaussian(_repeat(mean, n), _repeat(std, n))
             next_pi, next_logp = sample_tanh_gaussian(_repeat(next_mean, n), _repeat(next_std, n))
         uniform = torch.rand(b * n, self.action_dim, device=self.device) * 2.0 - 1.0
         uniform_logp = torch.full((b * n,), self.action_dim * math.log(0.5), device=self.device)
-        hm = torch.cat([batch.heightmap, _repeat(batch.heightmap, 3 * n)])
-        vec = torch.cat([batch.vector, _repeat(batch.vector, 3 * n)])
-        # states repeated as [s0 x 3n, s1 x 3n, ...]; reorder the actions to match
-        kinds = torch.stack([uniform.view(b, n, -1), pi.view(b, n, -1), next_pi.view(b, n, -1)], dim=1)
-        actions = torch.cat([batch.action, kinds.reshape(b * 3 * n, -1)])
-        q1, q2 = self.critic(hm, vec, actions)
+        actions = torch.stack([uniform.view(b, n, -1), pi.view(b, n, -1), next_pi.view(b, n, -1)], dim=1)
         log_dens = torch.stack([uniform_logp.view(b, n), logp.view(b, n), next_logp.view(b, n)], dim=1)
-        log_dens = log_dens.reshape(b, 3 * n)
-        s1 = q1[b:].view(b, 3 * n) - log_dens
-        s2 = q2[b:].view(b, 3 * n) - log_dens
-        return q1[:b], q2[:b], s1, s2
+        return actions.reshape(b, 3 * n, -1), log_dens.reshape(b, 3 * n)
+
+    def sampled_q(self, batch: Batch, actions: torch.Tensor | None = None, log_dens: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Q1, Q2 at the data actions [B] and at the density-corrected sampled actions [B, K] (``sampled_actions``
+        unless given). With ``encode_once`` each heightmap goes through the critic's encoder once and only the
+        Q heads see the K actions; otherwise the critic runs whole on the states repeated K times (same values)."""
+        if actions is None or log_dens is None:
+            actions, log_dens = self.sampled_actions(batch)
+        b, k = actions.shape[0], actions.shape[1]
+        flat = actions.reshape(b * k, -1)
+        if self.cfg.encode_once:
+            feats = self.critic.encode(batch.heightmap)
+            q1, q2 = self.critic.from_features(feats, batch.vector, batch.action)
+            r1, r2 = self.critic.from_features(repeat_rows(feats, k), _repeat(batch.vector, k), flat)
+        else:
+            hm = torch.cat([batch.heightmap, _repeat(batch.heightmap, k)])
+            vec = torch.cat([batch.vector, _repeat(batch.vector, k)])
+            q1, q2 = self.critic(hm, vec, torch.cat([batch.action, flat]))
+            q1, r1, q2, r2 = q1[:b], q1[b:], q2[:b], q2[b:]
+        return q1, q2, r1.view(b, k) - log_dens, r2.view(b, k) - log_dens
 
     def critic_loss(self, batch: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         cfg = self.cfg
         with torch.no_grad():
-            mean, std = actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
-            next_a, next_logp = sample_tanh_gaussian(mean, std)
+            next_dist = actor_dist(self.actor, batch.next_heightmap, batch.next_vector)
+            next_a, next_logp = sample_tanh_gaussian(*next_dist)
             tq1, tq2 = self.target_critic(batch.next_heightmap, batch.next_vector, next_a)
             target_q = torch.min(tq1, tq2)
             if cfg.backup_entropy:
                 target_q = target_q - self.log_alpha_ent.exp() * next_logp
             y = batch.reward + cfg.gamma * (1.0 - batch.done) * target_q
-        q1, q2, s1, s2 = self.sampled_q(batch)
+        q1, q2, s1, s2 = self.sampled_q(batch, *self.sampled_actions(batch, next_dist))
         td = ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
         p1 = cql_penalty(q1, s1, cfg.cql_temperature)
         p2 = cql_penalty(q2, s2, cfg.cql_temperature)

@@ -14,13 +14,13 @@ Defaults follow the equivariant offline RL paper (Tangri et al. 2024): expectile
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from policies.networks import clone
 from policies.offline import Batch, StateValue, TwinQ, actor_dist, check_finite, soft_update
 
 
@@ -63,7 +63,7 @@ class IQL:
         self.device = torch.device(device)
         self.actor = actor.to(self.device)
         self.critic = TwinQ(make_critic).to(self.device)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.target_critic = clone(self.critic).requires_grad_(False)
         self.value = StateValue((make_value or make_critic)(), action_dim).to(self.device)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.actor_lr)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=self.cfg.critic_lr)

@@ -79,6 +79,25 @@ class TwinQ(nn.Module):
             q1, q2 = self.heads[0](hm, vec, action), self.heads[1](hm, vec, action)
         return q1.reshape(-1), q2.reshape(-1)
 
+    def encode(self, hm: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Per critic, what ``from_features`` needs: ``Critic.encode(hm)`` when the critic has it (one encoder pass
+        per state), else the heightmap itself (critics without the split are run whole)."""
+        return tuple(h.encode(hm) if hasattr(h, "q_from_features") else hm for h in self.heads)
+
+    def from_features(self, feats: tuple[torch.Tensor, ...], vec: torch.Tensor, action: torch.Tensor
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward`` after ``encode``; rows of ``feats`` may be repeated (``repeat_rows``) to pair a state with
+        several actions."""
+        outs = [h.q_from_features(f, vec, action) if hasattr(h, "q_from_features") else h(f, vec, action)
+                for h, f in zip(self.heads, feats, strict=True)]
+        q1, q2 = outs[0] if self.fused else outs
+        return q1.reshape(-1), q2.reshape(-1)
+
+
+def repeat_rows(feats: tuple[torch.Tensor, ...], n: int) -> tuple[torch.Tensor, ...]:
+    """Each row n times in a row ([s0, s0, ..., s1, s1, ...]), for every tensor of ``TwinQ.encode``'s output."""
+    return tuple(f.repeat_interleave(n, dim=0) for f in feats)
+
 
 class StateValue(nn.Module):
     """V(s) built from an invariant critic evaluated at the zero action (itself group-invariant)."""

@@ -203,3 +203,30 @@ def test_rotate_batch_acts_on_heightmaps_and_actions_consistently():
         np.testing.assert_allclose(out["action"][i], act_on_action(g, data["action"][i]), atol=1e-6)
     np.testing.assert_array_equal(out["vector"], data["vector"])
     assert not np.allclose(out["action"], data["action"])
+
+
+def test_cql_encodes_each_heightmap_once_with_the_same_q_values():
+    """encode_once: the critic's encoder sees each state once (not 1 + 3N times) and Q is what the whole critic
+    gives on repeated states."""
+    from policies.networks import NetworkConfig, build_critic
+    from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, PolicySpec
+
+    hs = HeightmapSpec(S)
+    spec = PolicySpec(ObservationSpec.create(hs), ActionSpec(), hs, group="C4", family="cnn")
+    net = NetworkConfig(family="cnn", group="C4", widths=(2,), kernel_sizes=(3,), hidden=2)
+    torch.manual_seed(0)
+    algo = CQL(MLPActor(), lambda: build_critic(spec, net), CQLConfig(num_sampled=3))
+    batch = tiny_batch(b=4)
+    actions, log_dens = algo.sampled_actions(batch)
+    assert actions.shape == (4, 9, 5) and log_dens.shape == (4, 9)
+    rows = []
+    hook = algo.critic.heads[0].encoder.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    once = algo.sampled_q(batch, actions, log_dens)
+    assert rows == [4]
+    algo.cfg.encode_once = False
+    whole = algo.sampled_q(batch, actions, log_dens)
+    assert rows == [4, 4 * 10]
+    hook.remove()
+    for a, b in zip(once, whole, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+    assert once[2].std() > 1e-4  # the sampled actions' Q differ, so the comparison means something
