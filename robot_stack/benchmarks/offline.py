@@ -1,9 +1,11 @@
 """robot-stack bench offline: gradient steps/s of CQL / IQL / BC per network family, and dataset batch throughput.
 
 Baselines measured in the same run: each algorithm on the plain ``cnn`` family (the ratio is what the
-equivariant network costs), and for the data path the in-memory sampler of ``policies.offline`` (the ratio
-is what reading batches from the zarr store costs). Options (key=value): ``size``, ``batch``, ``steps``,
-``families`` (comma-separated), ``algos``, ``device`` (cpu | cuda | auto).
+equivariant network costs), CQL with the critic re-encoding the heightmap for every sampled action
+(``encode_once: false``, the ratio is what encoding once saves), and for the data path the in-memory sampler
+of ``policies.offline`` (the ratio is what reading batches from the zarr store costs).
+Options (key=value): ``size``, ``batch``, ``steps``, ``families`` (comma-separated), ``algos``, ``device``
+(cpu | cuda | auto).
 """
 
 from __future__ import annotations
@@ -60,9 +62,12 @@ def bench_updates(report: BenchReport, opts: dict[str, Any]) -> None:
     for family in families:
         _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": opts["size"]}, {"family": family})
         batch = _random_batch(spec, opts["batch"], device, rng)
-        for name in algos:
+        runs = [(name, name, {}) for name in algos]
+        if "cql" in algos:  # baseline: the critic re-encodes the heightmap for each of the 1 + 3N actions
+            runs.append(("cql_reencode", "cql", {"encode_once": False}))
+        for label, name, algo_cfg in runs:
             torch.manual_seed(0)
-            algo = offline.build_algorithm(name, spec, {}, {}, device)
+            algo = offline.build_algorithm(name, spec, {}, algo_cfg, device)
             algo.update(batch)  # warm-up (escnn builds its filters, CUDA kernels load)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -72,7 +77,10 @@ def bench_updates(report: BenchReport, opts: dict[str, Any]) -> None:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             rate = opts["steps"] / (time.perf_counter() - t0)
-            report.add(f"{name}_{family}_steps_per_s", rate, f"steps/s ({device.type})")
+            report.add(f"{label}_{family}_steps_per_s", rate, f"steps/s ({device.type})")
+        if "cql" in algos:
+            report.add(f"cql_{family}_encode_once_speedup", report.figures[f"cql_{family}_steps_per_s"]
+                       / report.figures[f"cql_reencode_{family}_steps_per_s"], "x vs re-encoding")
     for name in algos:
         base = report.figures.get(f"{name}_cnn_steps_per_s")
         for family in families:
