@@ -2,14 +2,28 @@
 
     value:  L_V = mean |tau - 1(u < 0)| u^2,        u = min_j Q'_j(s, a) - V(s)      (expectile tau)
     critic: L_Q = sum_i mean (Q_i(s, a) - r - gamma (1 - d) V(s'))^2
-    actor:  L_pi = -mean exp(beta * (min_j Q'_j(s, a) - V(s))) log pi(a | s)   (weights clipped at max_weight)
+    actor:  L_pi = mean w(s, a) * ||tanh(mu(s)) - a||^2                 (actor_loss "deterministic", default)
+        or  L_pi = -mean w(s, a) * log N(a; tanh(mu(s)), sigma(s))      (actor_loss "gaussian")
+            w(s, a) = min(exp(beta * (min_j Q'_j(s, a) - V(s))), max_weight)
 
-``beta`` is the inverse temperature of the advantage weights (as in the IQL paper and CORL). The policy
-for the log-likelihood is N(tanh(mean), std), so dataset actions at the bounds (gripper = +-1) are fine;
-the deployed action is tanh(mean) as for every family. V(s) is an invariant critic evaluated at the zero
-action (``policies.offline.StateValue``), so the equivariant families keep an invariant value.
+``beta`` is the inverse temperature of the advantage weights, as in the IQL paper, CORL and d3rlpy
+(``weight_temp``); the default 3 is the IQL paper's. The seed paper lists "beta 0.5": read as an inverse
+temperature it makes every weight exp(0.5 A) ~ 1 for the small advantages of sparse-reward tasks, i.e. plain
+BC; read as a temperature it is beta = 2 here. Either is one override away (``iql.beta=...``).
 
-Defaults follow the equivariant offline RL paper (Tangri et al. 2024): expectile 0.8, beta 0.5, lr 1e-4.
+The deterministic actor loss is advantage-weighted regression of the deployed action tanh(mu(s)) (CORL's
+``iql_deterministic``, the Gaussian log-likelihood with a fixed std). It is the default because the
+log-likelihood with a learned per-state std let the actor spend the early updates shrinking the std of the
+near-constant action dims (dz, dtheta, gripper): on the toy reach task, 600 updates left (dx, dy) near 0 and
+the policy at 0.00-0.07 success where BC reached 0.97 (docs/results/offline.md). The Gaussian policy is
+N(tanh(mu), sigma) (as CORL's), so dataset actions at the bounds (gripper = +-1) need no clipping.
+
+V(s) is a separate network with its own weights and optimiser: the critic architecture with the constant zero
+action as input (``policies.offline.StateValue``), so it is a function of s alone and, for the equivariant
+families, invariant. The deployed action is tanh(mu(s)) for every family.
+
+Defaults follow the equivariant offline RL paper (Tangri et al. 2024) for the expectile (0.8) and the learning
+rate (1e-4).
 """
 
 from __future__ import annotations
@@ -32,9 +46,13 @@ class IQLConfig:
     value_lr: float = 1e-4
     tau: float = 5e-3  # target critic soft update
     expectile: float = 0.8
-    beta: float = 0.5  # inverse temperature of the advantage weights
+    beta: float = 3.0  # inverse temperature of the advantage weights: exp(beta * A)
     max_weight: float = 100.0
+    actor_loss: str = "deterministic"  # "deterministic" (weighted regression of tanh(mu)) | "gaussian" (log-lik.)
     max_grad_norm: float = 0.0  # 0: no clipping
+
+
+ACTOR_LOSSES = ("deterministic", "gaussian")
 
 
 def expectile_loss(diff: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -60,6 +78,8 @@ class IQL:
                  action_dim: int = 5, device: torch.device | str = "cpu",
                  make_value: Callable[[], nn.Module] | None = None) -> None:
         self.cfg = cfg or IQLConfig()
+        if self.cfg.actor_loss not in ACTOR_LOSSES:
+            raise ValueError(f"iql.actor_loss {self.cfg.actor_loss!r}; valid: {', '.join(ACTOR_LOSSES)}")
         self.device = torch.device(device)
         self.actor = actor.to(self.device)
         self.critic = TwinQ(make_critic).to(self.device)
@@ -90,22 +110,29 @@ class IQL:
         q1, q2 = self.critic(batch.heightmap, batch.vector, batch.action)
         return ((q1 - y) ** 2).mean() + ((q2 - y) ** 2).mean()
 
-    def actor_loss(self, batch: Batch, adv: torch.Tensor) -> torch.Tensor:
+    def actor_loss(self, batch: Batch, adv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The advantage-weighted actor loss and the weights (for logging)."""
         weights = advantage_weights(adv, self.cfg.beta, self.cfg.max_weight)
-        mean, std = actor_dist(self.actor, batch.heightmap, batch.vector)
-        return -(weights * gaussian_log_prob(mean, std, batch.action)).mean()
+        if self.cfg.actor_loss == "deterministic":
+            mean, _ = self.actor(batch.heightmap, batch.vector)
+            fit = -((torch.tanh(mean) - batch.action) ** 2).sum(-1)
+        else:
+            mean, std = actor_dist(self.actor, batch.heightmap, batch.vector)
+            fit = gaussian_log_prob(mean, std, batch.action)
+        return -(weights * fit).mean(), weights
 
     def update(self, batch: Batch) -> dict[str, float]:
         loss_v, adv = self.value_loss(batch)
         self._step(self.value_opt, loss_v, self.value)
         loss_q = self.critic_loss(batch)
         self._step(self.critic_opt, loss_q, self.critic)
-        loss_pi = self.actor_loss(batch, adv)
+        loss_pi, weights = self.actor_loss(batch, adv)
         self._step(self.actor_opt, loss_pi, self.actor)
         soft_update(self.target_critic, self.critic, self.cfg.tau)
         self.steps += 1
         info = {"value_loss": loss_v.item(), "critic_loss": loss_q.item(), "actor_loss": loss_pi.item(),
-                "advantage": adv.mean().item()}
+                "advantage": adv.mean().item(), "advantage_std": adv.std().item() if adv.numel() > 1 else 0.0,
+                "weight_max": weights.max().item()}
         check_finite(info, f"IQL step {self.steps}")
         return info
 

@@ -230,3 +230,40 @@ def test_cql_encodes_each_heightmap_once_with_the_same_q_values():
     for a, b in zip(once, whole, strict=True):
         torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
     assert once[2].std() > 1e-4  # the sampled actions' Q differ, so the comparison means something
+
+
+def test_iql_actor_losses_match_their_definitions():
+    torch.manual_seed(0)
+    batch = tiny_batch(b=6)
+    adv = torch.linspace(-1.0, 1.0, 6)
+    for kind in ("deterministic", "gaussian"):
+        algo = IQL(MLPActor(), MLPCritic, IQLConfig(beta=3.0, actor_loss=kind))
+        loss, weights = algo.actor_loss(batch, adv)
+        torch.testing.assert_close(weights, torch.exp(3.0 * adv))
+        mean, log_std = algo.actor(batch.heightmap, batch.vector)
+        if kind == "deterministic":
+            expected = (weights * ((torch.tanh(mean) - batch.action) ** 2).sum(-1)).mean()
+        else:
+            std = log_std.clamp(-5.0, 2.0).exp()
+            expected = -(weights * gaussian_log_prob(mean, std, batch.action)).mean()
+        assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="actor_loss"):
+        IQL(MLPActor(), MLPCritic, IQLConfig(actor_loss="mse"))
+
+
+@pytest.mark.parametrize("beta, lowest", [(0.0, -0.1), (3.0, 0.4)])
+def test_iql_actor_follows_the_higher_advantage_action(beta, lowest):
+    """One state, two dataset actions dx = +0.5 (advantage +1) and dx = -0.5 (advantage -1): with beta 3 the
+    weighted fit lands near +0.5 (weights e^3 : e^-3); with beta 0 it is plain BC, the average 0."""
+    torch.manual_seed(0)
+    batch = tiny_batch(b=2)
+    batch.heightmap[1], batch.vector[1] = batch.heightmap[0], batch.vector[0]
+    batch.action.zero_()
+    batch.action[:, 0] = torch.tensor([0.5, -0.5])
+    adv = torch.tensor([1.0, -1.0])
+    algo = IQL(MLPActor(), MLPCritic, IQLConfig(beta=beta, actor_lr=1e-2))
+    for _ in range(200):
+        loss, _ = algo.actor_loss(batch, adv)
+        algo._step(algo.actor_opt, loss, algo.actor)
+    dx = torch.tanh(algo.actor(batch.heightmap[:1], batch.vector[:1])[0][0, 0]).item()
+    assert lowest < dx < (0.1 if beta == 0 else 0.5)
