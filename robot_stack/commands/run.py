@@ -163,6 +163,12 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_config(cfg: RunConfig, keys: Any = None, log=print) -> int:
+    results = run_episodes(cfg, keys, log)
+    return 3 if results and results[-1].reason == "camera_lost" else 0
+
+
+def run_episodes(cfg: RunConfig, keys: Any = None, log=print) -> list:
+    """Run the loop as ``cfg`` says; returns one ``EpisodeResult`` per episode."""
     from hardware.sim_arm import projector_for
     from robot_stack.runtime import ControlLoop, SafetyFilter
     from robot_stack.runtime.keys import HELP as KEY_HELP
@@ -200,4 +206,4 @@ def run_config(cfg: RunConfig, keys: Any = None, log=print) -> int:
                 log(f"cleanup: {type(exc).__name__}: {exc}")
     done = sum(r.success for r in results)
     log(f"{len(results)} episode(s), {done} successful" + (f", recorded to {cfg.record.path}" if recorder else ""))
-    return 3 if results and results[-1].reason == "camera_lost" else 0
+    return results
