@@ -49,6 +49,7 @@ HOME_HEIGHT = 0.15  # ee height above the table at reset
 PLACEMENT_RADIUS = 0.09  # objects start in a disc about the workspace centre: C_N-invariant for every N
 REACH_HEIGHT = 0.05  # the reach target hovers this high above its pad
 REACH_TOLERANCE = 0.02
+DOOR_HANDLE_HEIGHT = 0.07  # the door handle's centre above the table: under the ee's home height, top-down reachable
 MIN_EE_HEIGHT = 0.005  # the ee may not be commanded into the table
 
 
@@ -219,6 +220,17 @@ class ManipulationEnv(gym.Env):
             angle = rng.uniform(-math.pi / 2, math.pi / 2)  # only the +x half
         return self.center + radius * np.array([math.cos(angle), math.sin(angle)])
 
+    def raise_object(self, name: str, height: float) -> None:
+        """Hold a free object (cube, cubeA, cubeB) at rest ``height`` metres higher; the next steps drop it."""
+        body = self._object_body(name)
+        if name in ("goal", "door"):
+            raise ValueError(f"{name!r} is fixed to the world; only free objects can be raised")
+        joint = self._model.body_jntadr[body]
+        adr, dof = self._model.jnt_qposadr[joint], self._model.jnt_dofadr[joint]
+        self._data.qpos[adr + 2] += height
+        self._data.qvel[dof:dof + 6] = 0.0
+        mujoco.mj_forward(self._model, self._data)
+
     def is_success(self) -> bool:
         if self.task == "reach":
             target = self.reach_target()
@@ -241,6 +253,10 @@ class ManipulationEnv(gym.Env):
 
     def door_handle(self) -> np.ndarray:
         return np.array(self._data.site_xpos[self._rs.door_handle_site_id]) - self.frame_origin
+
+    def door_hinge_angle(self) -> float:
+        """Radians the door is open (robosuite counts it a success above 0.3)."""
+        return float(self._data.qpos[self._rs.hinge_qpos_addr])
 
     def door_opening_direction(self) -> np.ndarray:
         """Unit world-frame direction in which the handle moves when the door opens (tangent of its arc)."""
@@ -333,8 +349,8 @@ class ManipulationEnv(gym.Env):
             root = self._object_body("door")
             rot = self._data.xmat[root].reshape(3, 3)
             self._handle_offset = rot.T @ (self._data.site_xpos[self._rs.door_handle_site_id] - self._data.xpos[root])
-            # Lowered so the handle sits inside the workspace box (the panel still clears the table).
-            self._door_z = float(self._model.body_pos[root][2]) - self.frame_origin[2] - 0.08
+            # Placed so the handle's centre is DOOR_HANDLE_HEIGHT above the table (tasks.DoorTask cut the door down).
+            self._door_z = DOOR_HANDLE_HEIGHT - float(self._handle_offset[2])
 
     def _mask_robot_from_cameras(self) -> None:
         """Hide the arm's link meshes from the depth cameras, as a real robot self-filter does (and because
@@ -351,6 +367,11 @@ class ManipulationEnv(gym.Env):
             for geom in range(self._model.ngeom):
                 if self._model.geom_bodyid[geom] == self._rs.goal_body_id:
                     self._model.geom_group[geom] = 0  # visible to the cameras, still no contacts
+        if self.task == "door":
+            for geom in range(self._model.ngeom):
+                # the door's collision geoms sit in group 1 (robosuite's XML); the cameras see group 0
+                if self._model.geom(geom).name.startswith("Door_") and self._model.geom_contype[geom]:
+                    self._model.geom_group[geom] = 0
 
     def _arm_site(self) -> int:
         return int(self._robot.eef_site_id[self._arm])

@@ -61,6 +61,11 @@ class PushExpert(Expert):
 
     BEHIND = 0.05
     PUSH_HEIGHT = 0.015
+    CLEAR = 0.065  # ee height that clears the 4 cm cube when lining up again
+
+    def reset(self) -> None:
+        super().reset()
+        self.relining = False
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
         cube, _ = env.object_pose("cube")
@@ -70,7 +75,7 @@ class PushExpert(Expert):
         behind = cube[:2] - direction * self.BEHIND
         ee = env.ee_position()
         if self.phase == 0:  # above the start point behind the cube
-            action, dist = self.toward(env, [*behind, HOVER], CLOSE)
+            action, dist = self.toward(env, [*behind, self.CLEAR if self.relining else HOVER], CLOSE)
             if np.linalg.norm(ee[:2] - behind) < 0.01:
                 self.phase = 1
             return action
@@ -84,8 +89,9 @@ class PushExpert(Expert):
         offset = ee[:2] - cube[:2]
         lateral = offset - direction * float(offset @ direction)
         if np.linalg.norm(lateral) > 0.03 or float(offset @ direction) > 0:
-            self.phase = 0  # lost the cube: lift and line up again
-            return self.toward(env, [*ee[:2], HOVER], CLOSE)[0]
+            self.phase = 0  # lost the cube: rise just above it and line up again
+            self.relining = True
+            return self.toward(env, [*ee[:2], self.CLEAR], CLOSE)[0]
         return self.toward(env, [*(target - lateral), self.PUSH_HEIGHT], CLOSE)[0]
 
 
@@ -154,7 +160,7 @@ class StackExpert(PickExpert):
 
 
 class DoorExpert(Expert):
-    """Grasp the handle from above, then pull it along the arc about the hinge."""
+    """Grasp the handle from above, then pull it along the arc about the hinge, turning the wrist with the door."""
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
         handle = env.door_handle()
@@ -172,9 +178,12 @@ class DoorExpert(Expert):
         if self.phase == 2:
             if self._hold(8):
                 self.phase = 3
+                self._grasp_yaw, self._grasp_hinge = env.ee_yaw(), env.door_hinge_angle()
             return np.array([0.0, 0.0, 0.0, 0.0, CLOSE])
         tangent = env.door_opening_direction()
-        return np.array([*(tangent * 1.0), 0.0, 0.0, CLOSE])
+        yaw_error = self._grasp_yaw + (env.door_hinge_angle() - self._grasp_hinge) - env.ee_yaw()
+        yaw_error = (yaw_error + np.pi) % (2 * np.pi) - np.pi
+        return np.array([*tangent[:2], 0.0, yaw_error / env.action_spec.dtheta, CLOSE])
 
 
 EXPERTS = {"reach": ReachExpert, "push": PushExpert, "lift": PickExpert, "stack": StackExpert, "door": DoorExpert}

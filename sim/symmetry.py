@@ -2,6 +2,8 @@
 rotated layout, and compare the rotated trajectory with the one obtained.
 
 Gaps are in metres (ee and cube positions, max over the episode) and in reward (summed absolute difference).
+``measure_drop_gap`` is a second, contact-free transition: a cube let go in the air, from a point and from its
+rotated copy (the variant that tilts gravity shows here; the arm's controller hides it in the push).
 """
 
 from __future__ import annotations
@@ -62,3 +64,18 @@ def measure_gap(env, layout: dict, k: int = 1, steps: int = 30) -> SymmetryGap:
         cube_gap_m=float(np.max(np.linalg.norm(act_on_points(g, cube, tuple(env.center)) - cube_r, axis=1))),
         reward_gap=float(np.sum(np.abs(rewards - rewards_r))),
         heightmap_gap_m=float(np.mean(np.abs(act_on_image(g, hm) - hm_r))))
+
+
+def measure_drop_gap(env, xy: tuple[float, float], height: float = 0.1, k: int = 1, steps: int = 10) -> float:
+    """Metres between g.(where a cube dropped from ``height`` above ``xy`` comes to rest) and where it comes to
+    rest when dropped above g.xy, the arm holding still (a no-op action), g the C4 rotation by k * 90 deg."""
+    g = Group.parse("C4").element(k)
+    rests = []
+    for start in (np.asarray(xy, dtype=np.float64), act_on_points(g, np.asarray(xy, dtype=np.float64),
+                                                                    tuple(env.center))):
+        env.reset(options={"layout": {"cube": (float(start[0]), float(start[1]), 0.0)}})
+        env.raise_object("cube", height)
+        for _ in range(steps):
+            env.apply_metric(np.zeros(3), 0.0, -1.0)
+        rests.append(env.object_pose("cube")[0][:2].copy())
+    return float(np.linalg.norm(act_on_points(g, rests[0], tuple(env.center)) - rests[1]))

@@ -80,8 +80,25 @@ class StackTask(_SceneEdits, Stack):
     pass
 
 
+# robosuite's door panel and frame posts reach 0.3 m above and below the door's centre, the handle 2.5 cm below
+# it: a top-down gripper holding the handle would have its hand over the panel. The door is cut down to a low
+# "cabinet door" whose panel and posts end DOOR_TOP below the handle's centre (door-body z), DOOR_DEPTH tall.
+DOOR_TOP = -0.05
+DOOR_DEPTH = 0.2
+
+
 class DoorTask(_SceneEdits, Door):
-    pass
+    def _load_model(self) -> None:
+        super()._load_model()
+        for geom in self.door.worldbody.iter("geom"):
+            name = geom.get("name", "").removesuffix("_vis")
+            if name.endswith(("panel", "r_frame", "l_frame")):
+                size = [float(v) for v in geom.get("size").split()]
+                pos = [float(v) for v in geom.get("pos", "0 0 0").split()]
+                size[-1] = DOOR_DEPTH / 2  # box: z half-size; cylinder: half-length (along z)
+                pos[2] = DOOR_TOP - DOOR_DEPTH / 2
+                geom.set("size", " ".join(map(str, size)))
+                geom.set("pos", " ".join(map(str, pos)))
 
 
 TASK_CLASSES = {"lift": LiftTask, "stack": StackTask, "door": DoorTask, "push": PushTask, "reach": ReachTask}

@@ -13,7 +13,11 @@ from robot_stack.specs import SpecError  # noqa: E402
 
 LAYOUT = {"cube": (0.46, -0.03, 0.0), "goal": (0.55, 0.04, 0.0)}
 # Measured with sim.symmetry.measure_gap(LAYOUT, k=1, steps=30) and listed in docs/sim.md.
-DOCUMENTED_EE_GAP = {"none": 0.0127, "actuator_bias": 0.0456, "table_friction": 0.0281, "base_in_view": 0.0509}
+DOCUMENTED_EE_GAP = {"none": 0.0134, "actuator_bias": 0.0529, "table_friction": 0.0255, "base_in_view": 0.0514}
+DOCUMENTED_HEIGHTMAP_GAP = {"none": 0.0013, "base_in_view": 0.0021}
+# sim.symmetry.measure_drop_gap(env, DROP_XY) (10 cm drop, k=1), docs/sim.md.
+DROP_XY = (0.42, -0.08)
+DOCUMENTED_DROP_GAP = {"none": 0.0, "gravity_tilt": 0.0252}
 
 
 @pytest.fixture(scope="module")
@@ -106,8 +110,9 @@ def _success_rate(task: str, episodes: int) -> float:
     return wins / episodes
 
 
-def test_reach_expert_succeeds():
-    assert _success_rate("reach", 20) >= 0.9
+@pytest.mark.parametrize("task", ["reach", "door"])
+def test_quick_expert_succeeds(task):
+    assert _success_rate(task, 20) >= 0.9
 
 
 @pytest.mark.slow
@@ -120,11 +125,59 @@ def test_push_is_c4_symmetric_and_variants_break_it():
     from sim.symmetry import measure_gap
 
     gaps = {}
-    for variant in ("none", "actuator_bias"):
+    for variant in ("none", "actuator_bias", "table_friction", "base_in_view"):
         env = sim.make_env("push", seed=0, variant=variant)
         gaps[variant] = measure_gap(env, LAYOUT, k=1, steps=30)
         env.close()
     assert gaps["none"].ee_gap_m < 0.02
     assert gaps["actuator_bias"].ee_gap_m > 2 * gaps["none"].ee_gap_m
+    assert gaps["table_friction"].ee_gap_m > 1.5 * gaps["none"].ee_gap_m
+    assert gaps["base_in_view"].heightmap_gap_m > 1.3 * gaps["none"].heightmap_gap_m  # the base seen on one side
     for variant, gap in gaps.items():
         assert gap.ee_gap_m == pytest.approx(DOCUMENTED_EE_GAP[variant], rel=0.3)
+        if variant in DOCUMENTED_HEIGHTMAP_GAP:
+            assert gap.heightmap_gap_m == pytest.approx(DOCUMENTED_HEIGHTMAP_GAP[variant], rel=0.3)
+
+
+def test_gravity_tilt_shows_in_a_dropped_cube():
+    from sim.symmetry import measure_drop_gap
+
+    gaps = {}
+    for variant in ("none", "gravity_tilt"):
+        env = sim.make_env("push", seed=0, variant=variant)
+        gaps[variant] = measure_drop_gap(env, DROP_XY)
+        env.close()
+    assert gaps["none"] < 0.002  # a free fall is C4-symmetric when gravity is vertical
+    assert gaps["gravity_tilt"] > 0.015  # 10 deg: the cube lands ~1.8 cm towards +x, in both rotated copies
+    assert gaps["gravity_tilt"] == pytest.approx(DOCUMENTED_DROP_GAP["gravity_tilt"], rel=0.3)
+
+
+def test_door_is_seen_and_cut_down_below_the_gripper():
+    env = sim.make_env("door", seed=0)
+    obs, _ = env.reset(seed=0)
+    handle = env.door_handle()
+    hm_spec = env.heightmap_spec
+    ws = hm_spec.workspace
+    cells = (np.arange(hm_spec.size) + 0.5) * hm_spec.cell_size
+    xx, yy = np.meshgrid(ws.x_min + cells, ws.y_min + cells)
+    ee = env.ee_position()
+    door = obs["heightmap"][0][np.hypot(xx - ee[0], yy - ee[1]) > 0.04]  # all but the finger pads, near the ee
+    # the cut-down panel's top (2.5 cm under the handle's centre) and the handle (its base's top) are seen ...
+    assert np.sum(np.abs(door - (handle[2] - 0.025)) < 0.005) > 20
+    assert door.max() == pytest.approx(handle[2] + 0.025, abs=0.01)
+    # ... and nothing of the door reaches the ee's home height: the top-down hand passes over it
+    assert door.max() < ee[2] - 0.03
+    assert env.door_hinge_angle() == pytest.approx(0.0, abs=1e-6)
+    env.close()
+
+
+@pytest.mark.parametrize("task", ["push", "lift"])
+def test_launch_sim_configs_load(task):
+    from robot_stack.config import load
+    from sim.config import SimConfig
+    from sim.env import TASK_DEFAULTS
+
+    cfg = load(SimConfig, f"sim_{task}", ["variant=gravity_tilt"])
+    assert (cfg.horizon, cfg.dpos) == (TASK_DEFAULTS[task].horizon, TASK_DEFAULTS[task].dpos)
+    assert cfg.variant == "gravity_tilt"
+    assert cfg.physics_timestep == SimConfig().physics_timestep  # the launch files keep the default substeps

@@ -20,10 +20,13 @@ def _rate(step, n: int) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def _env_rate(camera: str, n: int, size: int) -> tuple[float, float]:
+def _env_rate(camera: str, n: int, size: int) -> tuple[float, float, str]:
     import sim
 
     env = sim.make_env("push", seed=0, camera=camera, heightmap_size=size, camera_resolution=size, horizon=10**6)
+    cfg = env.cfg
+    setting = (f"{cfg.control_freq} Hz control, {round(1.0 / (cfg.control_freq * cfg.physics_timestep))} substeps "
+               f"of {cfg.physics_timestep * 1000:g} ms")
     env.reset(seed=0)
     rng = np.random.default_rng(0)
     actions = rng.uniform(-1, 1, (n + 1, 5)).astype(np.float32)
@@ -31,7 +34,7 @@ def _env_rate(camera: str, n: int, size: int) -> tuple[float, float]:
     env_rate = _rate(lambda: env.step(next(it)), n)
     physics = _rate(lambda: env._rs.step(np.zeros(env._rs.action_dim)), n)
     env.close()
-    return env_rate, physics
+    return env_rate, physics, setting
 
 
 def _vector_rate(n_envs: int, n: int, size: int) -> float:
@@ -50,18 +53,18 @@ def run(quick: bool, options: list[str]) -> BenchReport:
     report = BenchReport("sim")
     n = 60 if quick else 300
     size = 64
-    ray, physics = _env_rate("raycast", n, size)
+    ray, physics, setting = _env_rate("raycast", n, size)
     report.add("physics_only_steps_per_s", physics, "steps/s")
     report.add("raycast_64_steps_per_s", ray, "steps/s")
     report.add("raycast_64_vs_physics", ray / physics, "x")
-    gl, _ = _env_rate("gl", n, size)
+    gl, _, _ = _env_rate("gl", n, size)
     report.add("gl_cpu_mesa_64_steps_per_s", gl, "steps/s")
     report.add("gl_cpu_mesa_64_vs_physics", gl / physics, "x")
     vec = _vector_rate(2, n // 2, size)
     report.add("raycast_64_async2_total_steps_per_s", vec, "steps/s")
     report.add("raycast_64_async2_per_process_steps_per_s", vec / 2, "steps/s")
     report.target("raycast_64_steps_per_s", ">=", 100.0)
-    report.notes.append("push task, 64x64 depth image -> 64x64 heightmap, 20 Hz control, 10 substeps of 5 ms.")
+    report.notes.append(f"push task, 64x64 depth image -> 64x64 heightmap, {setting}.")
     report.notes.append("GL-on-CUDA target (>= 300 steps/s per process) not measured: no GPU on this machine; "
                         "the GL figure above is Mesa's software EGL on the CPU.")
     return report
