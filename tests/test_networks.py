@@ -187,8 +187,8 @@ def test_bad_config(kwargs, match):
 
 
 def test_bad_sizes_and_inputs():
-    with pytest.raises(NetworkError, match="heightmap size 66"):
-        build_actor(make_spec(66), NetworkConfig(family="exact", group="C4", widths=(1, 1, 1),
+    with pytest.raises(NetworkError, match="heightmap size 6 cannot be taken"):
+        build_actor(make_spec(6), NetworkConfig(family="exact", group="C4", widths=(1, 1, 1),
                                                  kernel_sizes=(3, 3, 3)))
     actor, critic = nets("exact", "C4")
     with pytest.raises(NetworkError, match=r"heightmap must have shape \[B, 1, 32, 32\]"):
@@ -218,3 +218,21 @@ def test_critic_encode_once_matches_forward(family):
     assert single.q_from_features(single.encode(hm), vec, actions[:3]).shape == (3, 1)
     with pytest.raises(NetworkError, match="features"):
         critic.q_from_features(feats[:, :-1], vec, actions[:3])
+
+
+def test_pool_plan_pools_only_even_maps_and_default_covers_the_workspace():
+    cfg = NetworkConfig()
+    assert cfg.pool_plan(64) == (True, True, True, True, False)  # 64 -> 4 px: every cell sees the whole map
+    assert cfg.pool_plan(84) == (True, True, False, False, False)  # 84 -> 42 -> 21, then no lossy pool
+    assert NetworkConfig(widths=(1, 1), kernel_sizes=(3, 3)).pool_plan(64) == (True, False)
+
+
+@pytest.mark.parametrize("family", ["exact", "relaxed"])
+def test_odd_sized_maps_keep_exact_equivariance(family):
+    spec = make_spec(20)  # 20 -> 10 -> 5: the last two blocks run on an odd 5 px map
+    cfg = NetworkConfig(family=family, group="D4", widths=(1, 1, 1, 1), kernel_sizes=(3, 3, 3, 3), hidden=2)
+    torch.manual_seed(0)
+    actor, critic = build_actor(spec, cfg), build_critic(spec, cfg)
+    hm, vec, act = batch(4, 20, 3)
+    assert equivariance_error(actor, hm, vec)["network"] < 1e-5
+    assert equivariance_error(critic, hm, vec, act)["network"] < 1e-5

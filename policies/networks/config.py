@@ -30,8 +30,10 @@ class NetworkConfig:
 
     family: str = "relaxed"
     group: str = "C8"
-    widths: tuple[int, ...] = (2, 4, 8)
-    kernel_sizes: tuple[int, ...] = (5, 3, 3)
+    # Five blocks so that a 64 or 128 px heightmap ends as a 4x4 (8x8) map whose receptive field covers the
+    # whole workspace: a policy must relate the gripper to objects anywhere in view.
+    widths: tuple[int, ...] = (2, 4, 8, 8, 8)
+    kernel_sizes: tuple[int, ...] = (5, 3, 3, 3, 3)
     hidden: int = 8  # regular fields (or |G|*hidden channels for the CNN) in the head's hidden layer
     filter_banks: int = 2  # L, relaxed group convolution only
     alpha: float = 1e-4  # regulariser weight for the relaxed weights / coefficients
@@ -73,10 +75,19 @@ class NetworkConfig:
     def equivariant(self) -> bool:
         return self.family in EQUIVARIANT_FAMILIES
 
-    @property
-    def num_pools(self) -> int:
-        """2x2 max-pools between conv blocks (one after every block but the last)."""
-        return len(self.widths) - 1
+    def pool_plan(self, size: int) -> tuple[bool, ...]:
+        """Whether a 2x2 max-pool follows each conv block, for a ``size`` px input.
+
+        A pool follows every block but the last while the map is even-sized (a 2x2 pool of an odd-sized map
+        drops a row and would break exact 90-degree equivariance) and at least 4 px; 84 px, for instance,
+        pools twice (84 -> 42 -> 21) and keeps 21 px afterwards.
+        """
+        plan = []
+        for i in range(len(self.widths)):
+            pool = i < len(self.widths) - 1 and size % 2 == 0 and size >= 4
+            plan.append(pool)
+            size = size // 2 if pool else size
+        return tuple(plan)
 
     def to_dict(self) -> dict:
         return {"family": self.family, "group": self.group, "widths": list(self.widths),

@@ -1,9 +1,9 @@
 """Encoders (heightmap -> pooled features) and heads (features -> outputs) for every family.
 
 Layout, the same for every family: ``len(widths)`` blocks of [conv k x k (stride 1, 'same' padding), ReLU],
-a 2x2 max-pool between blocks, then a global max over space. Stride-1 convolutions, even-sized pools and the
-global max keep a 90-degree rotation or a mirror of the input an exact permutation of every feature map, which
-is why the heightmap size must be divisible by ``2 ** (len(widths) - 1)``.
+a 2x2 max-pool between blocks while the map is even-sized (``NetworkConfig.pool_plan``), then a global max over
+space. Stride-1 convolutions, even-sized pools and the global max keep a 90-degree rotation or a mirror of the
+input an exact permutation of every feature map.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ class GlobalMaxPool(nn.Module):
         return x.amax(dim=(-2, -1))
 
 
+MIN_SIZE = 8
+
+
 def check_size(size: int, cfg: NetworkConfig) -> None:
-    step = 2 ** cfg.num_pools
-    if size % step != 0 or size // step < 2:
+    if size < MIN_SIZE:
         raise NetworkError(
-            f"heightmap size {size} cannot be taken by a network with {len(cfg.widths)} conv blocks: it must be "
-            f"a multiple of {step} (one 2x2 max-pool between blocks, each seeing an even size so that rotations "
-            f"stay pixel permutations) and at least {2 * step}; use e.g. 64, 84 or 128, or change widths")
+            f"heightmap size {size} cannot be taken by a network with {len(cfg.widths)} conv blocks: it must be at "
+            f"least {MIN_SIZE} px; use e.g. 64, 84 or 128")
 
 
 def cnn_channels(cfg: NetworkConfig, fields: int) -> int:
@@ -43,14 +44,15 @@ def cnn_channels(cfg: NetworkConfig, fields: int) -> int:
 
 
 class CNNEncoder(nn.Module):
-    def __init__(self, in_channels: int, cfg: NetworkConfig) -> None:
+    def __init__(self, in_channels: int, cfg: NetworkConfig, size: int) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         prev = in_channels
+        pools = cfg.pool_plan(size)
         for i, (w, k) in enumerate(zip(cfg.widths, cfg.kernel_sizes, strict=True)):
             ch = cnn_channels(cfg, w)
             layers += [nn.Conv2d(prev, ch, k, padding=k // 2), nn.ReLU()]
-            if i < cfg.num_pools:
+            if pools[i]:
                 layers.append(nn.MaxPool2d(2))
             prev = ch
         self.body = nn.Sequential(*layers)
@@ -86,16 +88,17 @@ def _equivariant_conv(family: str, in_type: enn.FieldType, fields: int, k: int, 
 class EquivariantEncoder(nn.Module):
     """escnn stack on regular fields; the convs are exact (R2Conv) or relaxed."""
 
-    def __init__(self, in_channels: int, cfg: NetworkConfig) -> None:
+    def __init__(self, in_channels: int, cfg: NetworkConfig, size: int) -> None:
         super().__init__()
         self.gspace = gspace_for(cfg.group)
+        pools = cfg.pool_plan(size)
         self.in_type = enn.FieldType(self.gspace, [self.gspace.trivial_repr] * in_channels)
         blocks = []
         prev = self.in_type
         for i, (w, k) in enumerate(zip(cfg.widths, cfg.kernel_sizes, strict=True)):
             conv = _equivariant_conv(cfg.family, prev, w, k, cfg)
             mods = [conv, enn.ReLU(conv.out_type)]
-            if i < cfg.num_pools:
+            if pools[i]:
                 mods.append(enn.PointwiseMaxPool2D(conv.out_type, 2))
             blocks.append(enn.SequentialModule(*mods))
             prev = conv.out_type

@@ -19,9 +19,10 @@ ACTION_DIM = 5
 
 
 def _encoder(spec: PolicySpec, cfg: NetworkConfig) -> nn.Module:
-    check_size(spec.observation.heightmap_size, cfg)
+    size = spec.observation.heightmap_size
+    check_size(size, cfg)
     channels = spec.observation.heightmap_channels
-    return EquivariantEncoder(channels, cfg) if cfg.equivariant else CNNEncoder(channels, cfg)
+    return EquivariantEncoder(channels, cfg, size) if cfg.equivariant else CNNEncoder(channels, cfg, size)
 
 
 def _check_action_spec(spec: PolicySpec) -> None:
