@@ -40,10 +40,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def quiet_libraries() -> None:
+    """Hide start-up chatter that says nothing to a user: robosuite's macro-file and optional-model notices
+    (kept: its errors) and escnn's note that SO(3) would be slow without py3nj (we use 2D groups only).
+    ``ROBOT_STACK_VERBOSE=1`` shows everything."""
+    import logging
+    import os
+    import warnings
+
+    if os.environ.get("ROBOT_STACK_VERBOSE"):
+        return
+    logging.getLogger("robosuite_logs").addFilter(lambda record: record.levelno >= logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*py3nj.*")
+
+
 def main(argv: list[str] | None = None) -> int:
     from robot_stack.config import ConfigError
     from robot_stack.specs import SpecError
 
+    quiet_libraries()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "_module", None):

@@ -36,6 +36,10 @@ from robot_stack.specs import ActionSpec, ObservationSpec, SpecError
 
 log = logging.getLogger("robot_stack.recorder")
 
+# Write every chunk, also one that equals the fill value (an episode of zero rewards): then a chunk file that is
+# missing is always damage, and `validate` can say so without false alarms.
+zarr.config.set({"array.write_empty_chunks": True})
+
 FORMAT = "robot_stack.episodes"
 SCHEMA_VERSION = 1
 ATTR = "robot_stack"
