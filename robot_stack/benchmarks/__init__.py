@@ -85,7 +85,7 @@ class BenchReport:
 def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
                             "processor": platform.processor() or platform.machine(),
-                            "cpus": os.cpu_count()}
+                            "cpus": os.cpu_count(), "cpu_model": _cpu_model()}
     try:
         import torch
 
@@ -95,6 +95,17 @@ def machine_info() -> dict[str, Any]:
     except ImportError:
         pass
     return info
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> np.ndarray:
