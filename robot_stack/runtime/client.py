@@ -88,9 +88,12 @@ class PolicyClient:
     def _roundtrip(self, frame: bytes, req_id: int, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + max(timeout, 0.0)
         try:
-            if not self._socket.poll(max(int(timeout * 1e3), 0), zmq.POLLOUT):
-                raise zmq.Again()
-            self._socket.send(frame, zmq.NOBLOCK)
+            try:
+                self._socket.send(frame, zmq.NOBLOCK)  # the usual case: connected, queue not full
+            except zmq.Again:
+                if not self._socket.poll(max(int(timeout * 1e3), 0), zmq.POLLOUT):
+                    raise
+                self._socket.send(frame, zmq.NOBLOCK)
         except zmq.Again:
             raise PolicyTimeout(f"policy server at {self.endpoint} is not connected") from None
         while True:

@@ -29,10 +29,39 @@ class OnnxPolicy:
         self.path = path
         shape = session.get_inputs()[0].shape
         self.batchable = not isinstance(shape[0], int)
+        self._vector_names = [n for n in spec.observation.names if n != "heightmap"]
+        self._fields = [(f.name, tuple(f.shape), np.dtype(f.dtype)) for f in spec.observation.fields]
+
+    def check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``spec.observation.check(obs)``, compiled once for the per-request path.
+
+        Accepts exactly what the spec check accepts (same keys, exact shapes and dtypes, all values finite);
+        anything else is handed to the spec check itself, which raises its usual ``SpecError``.
+        """
+        fields = self._fields
+        if type(obs) is dict and len(obs) == len(fields):
+            out = {}
+            for name, shape, dtype in fields:
+                arr = obs.get(name)
+                if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype \
+                        or not np.isfinite(arr).all():
+                    break
+                out[name] = arr
+            else:
+                return out
+        return self.spec.observation.check(obs)
 
     def stack(self, observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
         """Checked observations -> the two model inputs, batched in order."""
-        vector_names = [n for n in self.spec.observation.names if n != "heightmap"]
+        vector_names = self._vector_names
+        if len(observations) == 1:  # the usual case (one arm): views with a batch axis, no copies
+            (o,) = observations
+            heightmap = np.asarray(o["heightmap"], dtype=np.float32)[None]
+            if len(vector_names) == 1:
+                vector = np.asarray(o[vector_names[0]], dtype=np.float32).reshape(1, -1)
+            else:
+                vector = np.concatenate([np.ravel(o[n]) for n in vector_names]).astype(np.float32)[None]
+            return {"heightmap": heightmap, "gripper": vector}
         heightmap = np.stack([o["heightmap"] for o in observations]).astype(np.float32, copy=False)
         vector = np.stack([np.concatenate([np.ravel(o[n]) for n in vector_names]) for o in observations])
         return {"heightmap": heightmap, "gripper": vector.astype(np.float32, copy=False)}
@@ -42,7 +71,7 @@ class OnnxPolicy:
 
         ``checked=True`` skips the spec check for observations that already passed ``ObservationSpec.check``.
         """
-        checked = observations if checked else [self.spec.observation.check(o) for o in observations]
+        checked = observations if checked else [self.check(o) for o in observations]
         if self.batchable or len(checked) == 1:
             return self._run(self.stack(checked))
         return np.concatenate([self._run(self.stack([o])) for o in checked])
