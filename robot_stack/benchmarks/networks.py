@@ -1,6 +1,12 @@
 """robot-stack bench networks: per family, forward and forward+backward time per batch at 64 and 128 px, and
 the exported actor's onnxruntime latency at batch 1. Baselines in the same run: the exact family (for the
-relaxed ones) and the plain CNN. Options: group=C8 batch=32 sizes=64,128 threads=2."""
+relaxed ones) and the plain CNN. Options: group=C8 batch=32 sizes=64,128 threads=2 (torch) ort_threads=1.
+
+The exported actors run in sessions built exactly as the robot PC builds them (``runtime.package._session``):
+``ort_threads`` intra-op threads, default 1. Two intra-op threads on 2 cores gain nothing at batch 1 (p50
+0.49 vs 0.51 ms at 64 px) but wreck the tail: the pool's worker spins after each run and must be scheduled
+for every run, so whenever the other core is busy a run waits a scheduler slice (p99 9.6-13 ms vs 0.8-1.9 ms
+with one thread, same run, loaded machine; see docs/deploy.md)."""
 
 from __future__ import annotations
 
@@ -16,7 +22,7 @@ FAMILIES = ("cnn", "exact", "relaxed", "relaxed_steerable")
 
 
 def _options(options: list[str], quick: bool) -> dict:
-    out = {"group": "C8", "batch": 8 if quick else 64, "sizes": "64,128", "threads": 2}
+    out = {"group": "C8", "batch": 8 if quick else 64, "sizes": "64,128", "threads": 2, "ort_threads": 1}
     for item in options:
         key, _, value = item.partition("=")
         if key not in out or not value:
@@ -69,12 +75,11 @@ def _onnx_call(actor, size: int, threads: int):
     import onnxruntime as ort
 
     from policies.export import export_actor
+    from robot_stack.runtime.package import _session
 
     with tempfile.TemporaryDirectory() as tmp:
         path = export_actor(actor, actor.spec, Path(tmp) / "a.onnx", {"bench": True})
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        session = _session(path, ort, threads)  # the robot PC's session options
     feed = {"heightmap": np.random.default_rng(0).random((1, 1, size, size), dtype=np.float32),
             "gripper": np.zeros((1, 2), np.float32)}
     return lambda: session.run(["action"], feed)
@@ -101,7 +106,7 @@ def run(quick: bool, options: list[str]) -> BenchReport:
             fwd, step = _torch_calls(actor, size, b)
             torch_calls[f"forward_{family}_{size}px_b{b}"] = fwd
             torch_calls[f"train_step_{family}_{size}px_b{b}"] = step
-            onnx_calls[family] = _onnx_call(actor, size, opt["threads"])
+            onnx_calls[family] = _onnx_call(actor, size, opt["ort_threads"])
         for name, samples in _interleaved(torch_calls, rounds).items():
             report.add(name, float(np.median(samples)) * 1e3, "ms")
         for family, samples in _interleaved(onnx_calls, onnx_rounds, warmup=10).items():
@@ -109,8 +114,9 @@ def run(quick: bool, options: list[str]) -> BenchReport:
             report.add(f"onnx_p50_{family}_{size}px_b1", p50, "ms")
             report.add(f"onnx_p99_{family}_{size}px_b1", p99, "ms")
         _ratios(report, size, b)
-    report.notes.append(f"group {opt['group']}, default NetworkConfig, batch {b}, torch and onnxruntime on "
-                        f"{opt['threads']} threads, CPU, families timed round-robin; took "
+    report.notes.append(f"group {opt['group']}, default NetworkConfig, batch {b}, torch on {opt['threads']} "
+                        f"threads, onnxruntime on {opt['ort_threads']} intra-op thread(s) with the robot PC's session "
+                        "options (runtime.package), CPU, families timed round-robin; took "
                         f"{time.perf_counter() - t0:.0f} s")
     return report
 
