@@ -163,6 +163,11 @@ def _throughput(report: BenchReport, tmp: Path, obs_spec: ObservationSpec, frame
     report.add("writer / raw", raw_dt / dt, "ratio")
     report.target("writer / raw", ">=", 0.5)
     report.add("writer steps/s", n / dt, "steps/s")
+    report.notes.append(
+        "writer throughput: raw step bytes / time from the first add_step to flush() returning (caller copies, "
+        "stacking, Blosc compression, one zarr chunk file per chunk written to a temp name and renamed, zarr.json "
+        "rewritten per append). Raw file write: the same bytes written uncompressed to one file with f.write. "
+        "Neither fsyncs: both end in the page cache, so the ratio compares CPU work, not disk durability.")
     return path
 
 
