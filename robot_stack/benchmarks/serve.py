@@ -4,7 +4,7 @@ Figures: for 64 and 128 px heightmaps, p50/p99 of (a) ``session.run`` on the sam
 (the baseline) and (b) ``PolicyClient.act`` to a ``robot-stack serve`` subprocess over loopback TCP;
 the overhead is (b) - (a) at each percentile. Then the sim arm (robosuite reach, ray-cast camera) runs at
 30 Hz through the server for 10 minutes (``--quick``: 30 s), counting missed deadlines. Options:
-``png=FILE`` (latency histogram, default bench_serve_latency.png), ``task=reach``, ``seconds=N``.
+``png=FILE`` (latency histogram, default runs/bench/serve_latency.png), ``task=reach``, ``seconds=N``.
 """
 
 from __future__ import annotations
@@ -136,7 +136,8 @@ def run(quick: bool, options: list[str]) -> BenchReport:
         for size in (64, 128):
             samples.update(_round_trips(report, size, repeats, Path(tmp)))
         _loop(report, seconds, opts.get("task", "reach"), Path(tmp))
-    png = opts.get("png", "bench_serve_latency.png")
+    png = opts.get("png", "runs/bench/serve_latency.png")
+    Path(png).parent.mkdir(parents=True, exist_ok=True)
     _histogram(samples, png)
     report.notes.append(f"latency histogram: {png}; {repeats} calls per size; policy: a synthetic 2-conv ONNX "
                         "actor (robot_stack.runtime.synthetic), server in a subprocess, client in this process")
