@@ -3,6 +3,9 @@
 A stored transition is ``(obs, action, reward, next_obs, discount)`` where ``discount`` already
 folds in termination and the n-step horizon: the TD target is ``reward + discount * V(next_obs)``.
 Heightmaps are stored as float16 (metres; about 1e-4 m resolution at 0.3 m) to halve the memory.
+Each transition carries an ``expert`` flag (the seeded scripted-expert episodes and their rotated copies),
+which SAC's optional behaviour-cloning term (``SACConfig.bc_weight``) uses; a buffer file saved before the
+flag existed loads with every flag false.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class Transition:
     reward: float
     next_obs: dict[str, np.ndarray]
     discount: float
+    expert: bool = False
 
 
 def vector_of(obs_spec: ObservationSpec, obs: dict[str, np.ndarray]) -> np.ndarray:
@@ -44,7 +48,8 @@ def rotate_transition(g: GroupElement, tr: Transition) -> Transition:
         out["heightmap"] = act_on_image(g, obs["heightmap"]).astype(np.float32)
         return out
 
-    return Transition(rot(tr.obs), act_on_action(g, tr.action), tr.reward, rot(tr.next_obs), tr.discount)
+    return Transition(rot(tr.obs), act_on_action(g, tr.action), tr.reward, rot(tr.next_obs), tr.discount,
+                      tr.expert)
 
 
 def random_rotated_copies(tr: Transition, group: Group, count: int, rng: np.random.Generator) -> list[Transition]:
@@ -101,6 +106,7 @@ class ReplayBuffer:
         self.action = np.zeros((capacity, action_dim), np.float32)
         self.reward = np.zeros(capacity, np.float32)
         self.discount = np.zeros(capacity, np.float32)
+        self.expert = np.zeros(capacity, bool)
         self.ptr = 0
         self.size = 0
         self.rng = np.random.default_rng(seed)
@@ -117,6 +123,7 @@ class ReplayBuffer:
         self.action[i] = tr.action
         self.reward[i] = tr.reward
         self.discount[i] = tr.discount
+        self.expert[i] = tr.expert
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -126,10 +133,11 @@ class ReplayBuffer:
         idx = self.rng.integers(0, self.size, size=batch_size)
         return {"heightmap": self.heightmap[idx].astype(np.float32), "vector": self.vector[idx],
                 "action": self.action[idx], "reward": self.reward[idx], "discount": self.discount[idx],
-                "next_heightmap": self.next_heightmap[idx].astype(np.float32), "next_vector": self.next_vector[idx]}
+                "next_heightmap": self.next_heightmap[idx].astype(np.float32), "next_vector": self.next_vector[idx],
+                "expert": self.expert[idx].astype(np.float32)}
 
     # -- checkpointing -------------------------------------------------------------------------------
-    _ARRAYS = ("heightmap", "next_heightmap", "vector", "next_vector", "action", "reward", "discount")
+    _ARRAYS = ("heightmap", "next_heightmap", "vector", "next_vector", "action", "reward", "discount", "expert")
 
     def state_dict(self) -> dict[str, Any]:
         n = self.size
@@ -150,7 +158,10 @@ class ReplayBuffer:
                             f"config {self.capacity}")
         n = int(state["size"])
         for name in self._ARRAYS:
-            getattr(self, name)[:n] = state[name]
+            if name in state or name != "expert":  # files from before the expert flag: all flags false
+                getattr(self, name)[:n] = state[name]
+            else:
+                self.expert[:] = False
         self.size, self.ptr = n, int(state["ptr"])
         self.rng.bit_generator.state = json.loads(bytes(np.asarray(state["rng"])).decode())
 

@@ -11,6 +11,8 @@ DrQ-style random shift (``random_shift`` pixels of replicate padding), and rando
 augmentation of every batch by an element of the policy's group (``rotation_aug``; the CNN
 baseline ``cnn_aug`` turns it on, through ``policies.networks.augment_batch``). The relaxed
 families' regulariser (``regularization()`` of actor and critic) is added to their losses.
+``bc_weight`` > 0 adds a behaviour-cloning term on the expert transitions of each batch, the SACfD
+recipe of the equivariant SAC work: ``bc_weight * mean over expert samples of |tanh(mean) - a_expert|^2``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ class SACConfig:
     rotated_copies: int = 4  # extra randomly rotated copies of each stored transition
     actor_update_every: int = 1
     grad_clip: float = 0.0  # 0 = off
+    bc_weight: float = 0.0  # SACfD: L2 pull of the actor's mean action toward the expert's on expert samples; 0 = off
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "n_step", "actor_update_every"):
@@ -59,8 +62,8 @@ class SACConfig:
         if self.init_temperature <= 0 or self.lr <= 0:
             raise ValueError(f"sac.lr and sac.init_temperature must be positive, got {self.lr}, "
                              f"{self.init_temperature}")
-        if self.random_shift < 0 or self.rotated_copies < 0:
-            raise ValueError("sac.random_shift and sac.rotated_copies must be >= 0")
+        if self.random_shift < 0 or self.rotated_copies < 0 or self.bc_weight < 0:
+            raise ValueError("sac.random_shift, sac.rotated_copies and sac.bc_weight must be >= 0")
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -194,7 +197,8 @@ class SAC:
         info = self._update_critic(hm, vec, act, rew, next_hm, next_vec, disc)
         self.updates += 1
         if self.updates % self.cfg.actor_update_every == 0:
-            info.update(self._update_actor(hm, vec))
+            expert = self._tensor(batch["expert"]) if self.cfg.bc_weight > 0 and "expert" in batch else None
+            info.update(self._update_actor(hm, vec, act, expert))
         self._soft_update()
         return info
 
@@ -219,10 +223,15 @@ class SAC:
         self.critic_opt.step()
         return {"critic_loss": loss.item(), "q": q1.mean().item()}
 
-    def _update_actor(self, hm, vec) -> dict[str, float]:
-        action, logp = squash(*self.actor(hm, vec))
+    def _update_actor(self, hm, vec, act=None, expert=None) -> dict[str, float]:
+        mean, log_std = self.actor(hm, vec)
+        action, logp = squash(mean, log_std)
         q1, q2 = self.critic(hm, vec, action)
         loss = (self.alpha.detach() * logp - torch.min(q1, q2).squeeze(-1)).mean() + _regularizer(self.actor)
+        bc = 0.0
+        if expert is not None and act is not None and float(expert.sum()) > 0:
+            bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * expert).sum() / expert.sum()
+            loss = loss + self.cfg.bc_weight * bc
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.actor)
@@ -231,7 +240,8 @@ class SAC:
         self.alpha_opt.zero_grad(set_to_none=True)
         alpha_loss.backward()
         self.alpha_opt.step()
-        return {"actor_loss": loss.item(), "alpha": self.alpha.item(), "entropy": -logp.mean().item()}
+        return {"actor_loss": loss.item(), "alpha": self.alpha.item(), "entropy": -logp.mean().item(),
+                "bc_loss": float(bc.detach()) if torch.is_tensor(bc) else bc}
 
     def _clip(self, module: nn.Module) -> None:
         if self.cfg.grad_clip > 0:

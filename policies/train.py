@@ -207,6 +207,7 @@ class Trainer:
                 action = np.asarray(expert.act(obs, env), dtype=np.float32)
                 next_obs, reward, terminated, truncated, _ = env.step(action)
                 for tr in nstep.push(obs, action, reward, next_obs, terminated, truncated):
+                    tr.expert = True
                     self.store(tr)
                 obs, done = next_obs, terminated or truncated
                 self.expert_steps += 1

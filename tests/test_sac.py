@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from test_sac_fakes import tiny_agent
 
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, rotate_transition
 from policies.sac import SAC, SACConfig, squash
@@ -54,6 +53,10 @@ def test_replay_state_roundtrip_and_rotated_copy(tmp_path):
         np.testing.assert_array_equal(a[key], b[key])
     with pytest.raises(Exception, match="capacity"):
         ReplayBuffer(20, obs_spec).load(tmp_path / "b.npz")
+    older = buf.state_dict()
+    del older["expert"]  # a buffer saved before the expert flag existed loads with every flag false
+    other.load_state_dict(older)
+    assert other.size == 10 and not other.expert.any()
     # A rotated copy is the transition of the rotated world: the expert's action rotates with the scene.
     g = Group.parse("C4").element(1)
     tr = Transition(obs, np.array([0.5, 0.1, 0.2, 0.3, 1.0], np.float32), 0.0, obs, 0.99)
@@ -81,11 +84,14 @@ def test_sac_update_with_real_relaxed_networks_and_cnn_aug(tmp_path):
     trainer = Trainer(cfg)
     trainer.seed_expert_episodes()
     assert len(trainer.buffer) == 2 * trainer.expert_steps  # each transition + 1 rotated copy
+    assert trainer.buffer.expert[:len(trainer.buffer)].all()  # expert flags travel with the rotated copies
     before = [p.detach().clone() for p in trainer.agent.actor.parameters()]
     info = {}
     for _ in range(3):
         info = trainer.agent.update(trainer.buffer.sample(8))
     assert np.isfinite(info["critic_loss"]) and np.isfinite(info["actor_loss"])
+    trainer.agent.cfg.bc_weight = 1.0
+    assert trainer.agent.update(trainer.buffer.sample(8))["bc_loss"] > 0  # SACfD term on the expert samples
     assert any(not torch.equal(b, p) for b, p in zip(before, trainer.agent.actor.parameters(), strict=True))
     spec = trainer.spec
     aug = SAC.create(spec.__class__(spec.observation, spec.action, spec.heightmap, "C4", "cnn_aug"),
@@ -108,9 +114,11 @@ def _success_rate(env: ToyReachEnv, policy, episodes: int, seed: int) -> float:
 
 
 def test_tiny_config_learns_toy_reach_beyond_random(tmp_path):
+    """launch/train_toy.yaml as it stands: the real relaxed C4 networks of policies.networks, SAC + BC term."""
     cfg = config.load(TrainConfig, "train_toy", [f"out_dir={tmp_path}", "total_steps=1600", "eval_every=400",
                                                  "tensorboard=false", "progress=false", "export_onnx=false"])
-    trainer = Trainer(cfg, agent=_agent_for(cfg))
+    assert cfg.network["family"] == "relaxed"
+    trainer = Trainer(cfg)
     result = trainer.run()
     env = ToyReachEnv(**cfg.env)
     rng = np.random.default_rng(0)
@@ -122,9 +130,3 @@ def test_tiny_config_learns_toy_reach_beyond_random(tmp_path):
     assert result.step == 1600 and [e["step"] for e in result.evals] == [400, 800, 1200, 1600]
     assert learned >= random_rate + 0.3, (learned, random_rate)
 
-
-def _agent_for(cfg: TrainConfig):
-    env = ToyReachEnv(**cfg.env)
-    from policies.train import policy_spec_for
-
-    return tiny_agent(policy_spec_for(env, cfg.network), cfg.sac, cfg.seed)
