@@ -1,6 +1,7 @@
 # The README's two commands: `make demo` and `make test`. Both set up .venv first (scripts/setup.sh).
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
+export OMP_WAIT_POLICY ?= PASSIVE
 export MUJOCO_GL ?= egl
 export PYOPENGL_PLATFORM ?= egl
 
