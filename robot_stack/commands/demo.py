@@ -272,7 +272,6 @@ class Demo:
                     ax.plot(steps, [h[name] for h in history], label=name)
             ax.set_title(f"{title}: eval success {_pct(self.report[key]['eval']['success_rate'])}")
             ax.set_xlabel("gradient step")
-            ax.set_yscale("symlog")
             ax.legend(fontsize=7)
         return _save(fig, self.out / "learning_curve.png")
 
