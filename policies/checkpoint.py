@@ -122,3 +122,52 @@ def build_from_checkpoint(path: str | Path, name: str = "actor") -> nn.Module:
         module = build_critic(ckpt.spec, ckpt.network, twin=kind == "critic_twin")
     load_into(module, path, name)
     return module
+
+
+def read_state(path: str | Path, error: type[Exception] = NetworkError, what: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load`` of a robot-stack checkpoint file as a dict, with clear errors for a missing or bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+        raise error(f"{path}: not a readable {what} ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(state, dict):
+        raise error(f"{path}: not a robot-stack {what}")
+    return state
+
+
+def load_actor(path: str | Path) -> tuple[Actor, PolicySpec, dict[str, Any]]:
+    """(actor in eval mode, spec, summary) from any robot-stack checkpoint: a ``save_checkpoint`` file, a
+    ``robot-stack train`` run (weights under ``agent.actor``) or a ``robot-stack offline`` run (``actor``)."""
+    state = read_state(path)
+    if state.get("format") == FORMAT:
+        ckpt = load_checkpoint(path)
+        return build_from_checkpoint(path, "actor").eval(), ckpt.spec, dict(ckpt.extra)
+    weights = state.get("actor", state.get("agent", {}).get("actor") if isinstance(state.get("agent"), dict) else None)
+    if "spec" not in state or "network" not in state or weights is None:
+        raise NetworkError(f"{path}: not a robot-stack checkpoint with an actor (keys: {sorted(state)})")
+    spec = PolicySpec.from_dict(state["spec"])
+    network = NetworkConfig.from_dict({"family": spec.family, "group": spec.group, **dict(state["network"])})
+    actor = build_actor(spec, network)
+    actor.train(True)
+    actor.load_state_dict(_without_eval_caches(actor, weights, path), strict=True)
+    summary = {k: state[k] for k in ("algo", "step", "format") if k in state}
+    return actor.eval(), spec, summary
+
+
+ESCNN_EVAL_CACHES = ("filter", "expanded_bias")
+
+
+def _without_eval_caches(module: nn.Module, weights: dict[str, torch.Tensor], path: str | Path
+                         ) -> dict[str, torch.Tensor]:
+    """Drop the expanded-filter buffers escnn adds in eval mode (derived from the weights, absent in train
+    mode) from a state dict saved in eval mode; any other unexpected key is an error."""
+    expected = set(module.state_dict())
+    extra = [k for k in weights if k not in expected]
+    unknown = [k for k in extra if k.rsplit(".", 1)[-1] not in ESCNN_EVAL_CACHES]
+    if unknown:
+        raise NetworkError(f"{path}: actor weights do not fit the network the checkpoint describes: unexpected "
+                           f"{unknown[:5]}")
+    return {k: v for k, v in weights.items() if k not in extra}

@@ -406,16 +406,9 @@ def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, An
 
 
 def read_init(path: str | Path) -> dict[str, Any]:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise SpecError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict):
-        raise SpecError(f"{path}: not a robot-stack checkpoint")
-    return state
+    from policies.checkpoint import read_state
+
+    return read_state(path, SpecError)
 
 
 def _critic_weights(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:

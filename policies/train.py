@@ -345,15 +345,12 @@ class Trainer:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a robot-stack SAC training checkpoint (format "
-                              f"{state.get('format') if isinstance(state, dict) else '?'} != {CHECKPOINT_FORMAT})")
+    from policies.checkpoint import read_state
+
+    state = read_state(path, CheckpointError, "training checkpoint")
+    if state.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a robot-stack SAC training checkpoint (format {state.get('format')} != "
+                              f"{CHECKPOINT_FORMAT})")
     return state
 
 

@@ -78,9 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, SpecError, FileNotFoundError) as exc:
         print(f"robot-stack {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (ValueError, RuntimeError) as exc:
+        if not _is_project_error(exc):
+            raise
+        print(f"robot-stack {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"robot-stack {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_project_error(exc: BaseException) -> bool:
+    """Errors our packages raise for bad input (NetworkError, CameraError, ...) are messages for the user; a
+    library's ValueError is a bug to show with its traceback."""
+    return type(exc).__module__.split(".")[0] in ("robot_stack", "policies", "sim", "hardware")
 
 
 if __name__ == "__main__":

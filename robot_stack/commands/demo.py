@@ -155,10 +155,11 @@ class Demo:
         import numpy as np
         import torch
 
+        from policies.checkpoint import load_actor
         from policies.networks.diagnostics import equivariance_error, plot_relaxed_weights, relaxed_weights_report
         from robot_stack.recorder import EpisodeDataset
 
-        actor = load_actor(self.out / "train_bc" / "checkpoint.pt")
+        actor = load_actor(self.out / "train_bc" / "checkpoint.pt")[0]
         ds = EpisodeDataset(str(self.out / "expert.zarr"))
         obs = ds.transitions()["obs"]
         pick = np.random.default_rng(self.cfg.seed).choice(len(obs["heightmap"]), size=16)
@@ -306,19 +307,6 @@ class Demo:
         data["robot"] = {k: v for k, v in data["robot"].items() if k != "latency_samples"}
         with open(self.out / "report.json", "w") as fh:
             json.dump(data, fh, indent=2, default=str)
-
-
-def load_actor(checkpoint: Path):
-    """The actor of an offline checkpoint (policies/offline.py's save_run), in eval mode."""
-    from policies import offline
-    from policies.networks import build_actor
-    from robot_stack.specs import PolicySpec
-
-    state = offline.read_init(checkpoint)
-    spec = PolicySpec.from_dict(state["spec"])
-    actor = build_actor(spec, offline.network_config(spec, state["network"]))
-    actor.load_state_dict(state["actor"])
-    return actor.eval()
 
 
 def _slim(summary: dict[str, Any]) -> dict[str, Any]:

@@ -19,14 +19,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _load_actor(checkpoint: str):
-    """(actor, PolicySpec, training summary) from a checkpoint, via ``policies.checkpoint``."""
-    from policies.checkpoint import build_from_checkpoint, load_checkpoint
+    """(actor, PolicySpec, training summary) from a train, offline or ``policies.checkpoint`` checkpoint."""
+    from policies.checkpoint import load_actor
 
-    ckpt = load_checkpoint(checkpoint)
-    actor = build_from_checkpoint(checkpoint, "actor")
-    actor.eval()
-    summary = {"checkpoint": str(checkpoint), **{k: v for k, v in ckpt.extra.items() if _plain(v)}}
-    return actor, ckpt.spec, summary
+    actor, spec, extra = load_actor(checkpoint)
+    summary = {"checkpoint": str(checkpoint), **{k: v for k, v in extra.items() if _plain(v)}}
+    return actor, spec, summary
 
 
 def _plain(value) -> bool:
