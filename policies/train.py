@@ -1,6 +1,6 @@
 """The online training job behind ``robot-stack train``: vector envs -> replay -> SAC, with evals and checkpoints.
 
-Checkpoints (``<out_dir>/checkpoint.pt`` + ``<out_dir>/buffer.npz``, each written atomically) hold
+Checkpoints (``<out_dir>/checkpoint.pt`` + the ``<out_dir>/buffer-*.npz`` it names, each written atomically) hold
 the networks, optimisers, temperature, step and episode counters, RNG states, the eval history and
 the full replay buffer. Resuming restores all of that exactly; the one approximation is that the
 environments start fresh episodes (an episode cut by the kill is not continued, and its partial
@@ -167,10 +167,17 @@ class Trainer:
                  "episodes": self.episodes, "evals": self.evals, "recent": list(self.recent),
                  "agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state,
                  "torch_rng": torch.get_rng_state(), "buffer_size": len(self.buffer)}
-        self.buffer.save(self.dir / "buffer.npz")  # first: a checkpoint never points at a missing buffer
+        # Each save writes its own buffer file before the checkpoint that names it, and removes older ones only
+        # afterwards: a kill at any moment leaves a checkpoint.pt whose buffer file is complete and matches it.
+        buffer_file = f"buffer-{self.step}-{time.time_ns()}.npz"  # unique even for two saves at one step
+        self.buffer.save(self.dir / buffer_file)
+        state["buffer_file"] = buffer_file
         tmp = self.checkpoint_path.with_suffix(".pt.tmp")
         torch.save(state, tmp)
         os.replace(tmp, self.checkpoint_path)
+        for old in self.dir.glob("buffer*.npz"):
+            if old.name != buffer_file:
+                old.unlink(missing_ok=True)
         return self.checkpoint_path
 
     def load_checkpoint(self, path: Path | None = None) -> None:
@@ -178,9 +185,10 @@ class Trainer:
         state = read_checkpoint(path)
         check_compatible(state, self.spec, self.cfg.network, path)
         self.agent.load_state_dict(state["agent"])
-        self.buffer.load(path.parent / "buffer.npz")
+        buffer_file = state.get("buffer_file", "buffer.npz")
+        self.buffer.load(path.parent / buffer_file)
         if len(self.buffer) != state["buffer_size"]:
-            raise CheckpointError(f"{path}: buffer.npz holds {len(self.buffer)} transitions, the checkpoint "
+            raise CheckpointError(f"{path}: {buffer_file} holds {len(self.buffer)} transitions, the checkpoint "
                                   f"expects {state['buffer_size']} (files from different saves?)")
         self.step, self.expert_steps, self.episodes = state["step"], state["expert_steps"], state["episodes"]
         self.evals = list(state["evals"])

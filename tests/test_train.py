@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from policies.replay_buffer import Transition
 from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
 from robot_stack import cli, config
 
@@ -64,6 +65,27 @@ def test_kill_and_resume_continues_from_checkpoint(tmp_path):
     assert result.step == saved["step"] + 20
     assert trainer.expert_steps == saved["expert_steps"]
     assert len(trainer.buffer) > saved["buffer_size"]
+
+
+def test_a_save_killed_after_its_buffer_file_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
+    trainer = _trainer(tmp_path, ["total_steps=1000"])
+    trainer.seed_expert_episodes()
+    trainer.save_checkpoint()
+    saved = read_checkpoint(tmp_path / "checkpoint.pt")
+    obs, _ = trainer.eval_env.reset(seed=0)
+    nxt, reward, *_ = trainer.eval_env.step(np.zeros(5, np.float32))
+    trainer.buffer.add(Transition(obs, np.zeros(5, np.float32), float(reward), nxt, 0.99))
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing checkpoint.pt")
+
+    monkeypatch.setattr(torch, "save", killed)  # the next save dies after its buffer file, before checkpoint.pt
+    with pytest.raises(KeyboardInterrupt):
+        trainer.save_checkpoint()
+    monkeypatch.undo()
+    resumed = _trainer(tmp_path, ["total_steps=1000"])
+    resumed.load_checkpoint()
+    assert len(resumed.buffer) == saved["buffer_size"] == len(trainer.buffer) - 1
 
 
 def test_ctrl_c_leaves_a_usable_checkpoint(tmp_path):
