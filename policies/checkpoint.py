@@ -145,7 +145,8 @@ def load_actor(path: str | Path) -> tuple[Actor, PolicySpec, dict[str, Any]]:
     if state.get("format") == FORMAT:
         ckpt = load_checkpoint(path)
         return build_from_checkpoint(path, "actor").eval(), ckpt.spec, dict(ckpt.extra)
-    weights = state.get("actor", state.get("agent", {}).get("actor") if isinstance(state.get("agent"), dict) else None)
+    agent = state.get("agent")
+    weights = state.get("actor") or (agent.get("actor") if isinstance(agent, dict) else None)
     if "spec" not in state or "network" not in state or weights is None:
         raise NetworkError(f"{path}: not a robot-stack checkpoint with an actor (keys: {sorted(state)})")
     spec = PolicySpec.from_dict(state["spec"])

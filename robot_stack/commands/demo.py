@@ -213,7 +213,9 @@ class Demo:
         self.report["before"] = self.report["train"]["eval"]
         self.report["after"] = self.report["finetune"]["eval"]
         self.report["timings_s"] = dict(self.timings)
-        self.report["config"] = _plain(self.cfg)
+        from robot_stack import config
+
+        self.report["config"] = config.to_dict(self.cfg)
         pngs = {"learning_curve": self.plot_learning_curves(), "latency": self.plot_latency(),
                 "episode_strip": self.episode_strip()}
         if self.report["diagnostics"].get("relaxed_weights_png"):
@@ -303,7 +305,7 @@ class Demo:
         return str(path)
 
     def _save_json(self) -> None:
-        data = {k: v for k, v in self.report.items()}
+        data = dict(self.report)
         data["robot"] = {k: v for k, v in data["robot"].items() if k != "latency_samples"}
         with open(self.out / "report.json", "w") as fh:
             json.dump(data, fh, indent=2, default=str)
@@ -327,12 +329,6 @@ def _percentiles(samples: list[float]) -> dict[str, float]:
 
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
-
-
-def _plain(cfg: Any) -> dict[str, Any]:
-    from robot_stack import config
-
-    return config.to_dict(cfg)
 
 
 def _pyplot():
