@@ -3,17 +3,21 @@
 Both implementations look at the same MuJoCo scene from the same pinhole camera and return float32
 depth in metres (z-depth along the optical axis, OpenCV axes, depth_scale 1), row 0 at the image top:
 
-* ``RayCastDepthCamera``: one ``mujoco.mj_multiRay`` call per frame, no GL needed.
+* ``RayCastDepthCamera``: one ``mujoco.mj_multiRay`` call per frame, no GL needed, with its culling off
+  (``unculled_rays``): it equals a per-pixel ``mujoco.mj_ray``.
 * ``RenderDepthCamera``: ``mujoco.Renderer`` depth (EGL on a GPU, Mesa's software EGL or OSMesa on a CPU).
 
 ``spec`` is given in the stack's world frame (robot base x/y, table top z = 0); ``frame_origin`` is where
 that frame's origin lies in MuJoCo's world, so a sim frame carries extrinsics exactly like a calibrated
-real camera. Optional Gaussian depth noise and pixel dropout (reported as 0, "no return") mimic a sensor.
+real camera. Both read 0 ("no return") where nothing lies within ``MAX_RANGE``. Optional Gaussian depth
+noise and pixel dropout (reported as 0) mimic a sensor.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import mujoco
@@ -27,7 +31,7 @@ from robot_stack.specs import CameraIntrinsics, CameraSpec, look_down_pose
 # moves what a real pipeline's robot self-filter would remove into MASKED_GROUP.
 VISIBLE_GEOM_GROUPS = np.array([1, 0, 0, 0, 0, 0], dtype=np.uint8)
 MASKED_GROUP = 3
-MAX_RANGE = 5.0  # metres; a ray that hits nothing reads 0 ("no return"), like a real sensor
+MAX_RANGE = 5.0  # metres of z-depth; nothing hit within it reads 0 ("no return"), like a real sensor
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,27 @@ def top_down_spec(center_xyz: tuple[float, float, float], height: float, footpri
     intrinsics = CameraIntrinsics.from_fovy(fovy, resolution, resolution, depth_scale=1.0)
     cx, cy, cz = center_xyz
     return CameraSpec.create(intrinsics, look_down_pose((cx, cy, cz + height)), name)
+
+
+@contextlib.contextmanager
+def unculled_rays(model: mujoco.MjModel) -> Iterator[None]:
+    """Turn off ``mj_multiRay``'s culling while the block runs.
+
+    MuJoCo 3.3's ``mj_multiRay`` skips a body whose BVH-root bounding sphere the ray misses, but places that
+    sphere at ``xipos + bvh centre`` without rotating the centre by ``ximat`` (wrong for a body with an offset,
+    rotated inertial frame: the door's latch, whose sphere lands 15 cm off and culls the whole handle bar), and
+    skips a geom whose AABB-corner azimuth/elevation window the ray is outside (no margin: a long geom passing
+    under the camera is nearer the nadir mid-edge than at any corner, so part of the door panel is dropped).
+    Both tests run only for bodies with a BVH; with ``body_bvhadr`` -1 every visible geom is intersected, as
+    ``mj_ray`` does. The scene has ~10 visible primitives, so this costs about nothing (measured, docs/sim.md).
+    The collision midphase needs the BVH, hence the restore.
+    """
+    saved = model.body_bvhadr.copy()
+    model.body_bvhadr[:] = -1
+    try:
+        yield
+    finally:
+        model.body_bvhadr[:] = saved
 
 
 def fovy_deg(intrinsics: CameraIntrinsics) -> float:
@@ -112,11 +137,12 @@ class RayCastDepthCamera(SimDepthCamera):
         self._dist = np.zeros(self._nray, dtype=np.float64)
 
     def _render(self) -> np.ndarray:
-        mujoco.mj_multiRay(self._model, self._data, self._origin, self._unit_rays, VISIBLE_GEOM_GROUPS, 1, -1,
-                           self._geomid, self._dist, self._nray, MAX_RANGE)
+        with unculled_rays(self._model):
+            mujoco.mj_multiRay(self._model, self._data, self._origin, self._unit_rays, VISIBLE_GEOM_GROUPS, 1, -1,
+                               self._geomid, self._dist, self._nray, MAX_RANGE)
         intr = self._spec.intrinsics
-        dist = self._dist.reshape(intr.height, intr.width)
-        return np.where(dist >= 0, dist * self._z_per_unit, 0.0).astype(np.float32)
+        depth = self._dist.reshape(intr.height, intr.width) * self._z_per_unit
+        return np.where((depth >= 0) & (depth <= MAX_RANGE), depth, 0.0).astype(np.float32)
 
 
 class RenderDepthCamera(SimDepthCamera):
@@ -146,8 +172,9 @@ class RenderDepthCamera(SimDepthCamera):
     def _render(self) -> np.ndarray:
         self._renderer.update_scene(self._data, camera=self._camera, scene_option=self._option)
         depth = self._renderer.render().astype(np.float32)
-        far = self._model.vis.map.zfar * self._model.stat.extent
-        return np.where(depth >= 0.999 * far, 0.0, depth).astype(np.float32)
+        # Not "depth >= far": the float depth buffer reads an empty pixel back as ~0.3% short of the far plane
+        # (529.8 of 530.5 m in the door scene), so empty pixels used to pass as real depth.
+        return np.where(depth <= MAX_RANGE, depth, 0.0).astype(np.float32)
 
     def close(self) -> None:
         self._renderer.close()
