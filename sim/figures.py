@@ -40,7 +40,7 @@ def task_figure(task: str, out: Path, steps: int) -> Path:
     for _ in range(steps):
         obs, *_ = env.step(expert.act(obs, env))
     depth = env.camera.read().depth_m()
-    depth = np.where(depth > 2.0 * env.cfg.camera_height, np.nan, depth)  # no return: shown blank
+    depth = np.where(depth > 0, depth, np.nan)  # 0 is "no return": shown blank
     fig, axes = plt.subplots(1, 3, figsize=(11, 3.4))
     axes[0].imshow(scene_rgb(env))
     axes[0].set_title(f"{task}: scene ({SCENE_CAMERA})")
