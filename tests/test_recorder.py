@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 from pathlib import Path
 
@@ -172,18 +174,19 @@ def test_out_of_order_calls_raise(tmp_path):
         rec.start_episode()
 
 
-def test_full_queue_discards_the_episode_without_blocking(tmp_path, monkeypatch):
+def test_full_ring_discards_the_episode_without_blocking(tmp_path):
     path = tmp_path / "full.zarr"
     rec = EpisodeRecorder(path, OBS, ACT, queue_steps=3)
-    gate = threading.Event()
-    real_write = rec._write
-    monkeypatch.setattr(rec, "_write", lambda steps: (gate.wait(), real_write(steps))[1])
-    rec.start_episode({"seed": 0})
-    for _ in range(10):  # the writer is stalled: the queue fills and steps are dropped, not waited for
-        rec.add_step(OBS.zeros(), np.zeros(5, np.float32), 0.0)
-    assert rec.stats["steps_dropped"] >= 6
-    gate.set()
+    os.kill(rec.writer_pid, signal.SIGSTOP)  # a writer stalled (by the disk, say): the ring fills
+    try:
+        rec.start_episode({"seed": 0})
+        for _ in range(10):  # steps are dropped, not waited for
+            rec.add_step(OBS.zeros(), np.zeros(5, np.float32), 0.0)
+        assert rec.stats["steps_dropped"] == 7
+    finally:
+        os.kill(rec.writer_pid, signal.SIGCONT)
     rec.end_episode(True)
+    rec.flush()  # the writer has caught up: the ring has room again
     rec.start_episode({"seed": 1})
     rec.add_step(OBS.zeros(), np.zeros(5, np.float32), 1.0)
     rec.end_episode(True)
@@ -191,6 +194,20 @@ def test_full_queue_discards_the_episode_without_blocking(tmp_path, monkeypatch)
     ds = EpisodeDataset(path)
     assert [e.meta["seed"] for e in ds.episodes()] == [1]
     assert rec.stats["episodes_discarded"] == 1
+
+
+def test_when_full_wait_blocks_until_the_writer_frees_a_slot(tmp_path):
+    path = tmp_path / "wait.zarr"
+    rec = EpisodeRecorder(path, OBS, ACT, queue_steps=2, when_full="wait")
+    os.kill(rec.writer_pid, signal.SIGSTOP)
+    threading.Timer(0.3, os.kill, (rec.writer_pid, signal.SIGCONT)).start()
+    rec.start_episode({"seed": 0})
+    for t in range(6):
+        rec.add_step(OBS.zeros(), np.zeros(5, np.float32), float(t))
+    rec.end_episode(True)
+    rec.close()
+    assert rec.stats["steps_dropped"] == 0
+    assert EpisodeDataset(path).episode(0).reward.tolist() == [0, 1, 2, 3, 4, 5]
 
 
 def test_interrupted_store_is_repaired_on_open_with_a_message(tmp_path, caplog):

@@ -143,7 +143,7 @@ def _paced(report: BenchReport, path: Path, obs_spec: ObservationSpec, frames: _
 def _throughput(report: BenchReport, tmp: Path, obs_spec: ObservationSpec, frames: _Frames, n: int) -> Path:
     """Writer MB/s (steps pushed as fast as the queue takes them) vs a raw file write of the same bytes."""
     path = tmp / "throughput.zarr"
-    rec = EpisodeRecorder(path, obs_spec, ActionSpec(), {"task": "bench"}, queue_steps=n + 8)
+    rec = EpisodeRecorder(path, obs_spec, ActionSpec(), {"task": "bench"}, when_full="wait")
     steps = [frames.step(t) for t in range(n)]
     t0 = time.perf_counter()
     for t, (obs, act, rew, info) in enumerate(steps):

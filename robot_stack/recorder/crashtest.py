@@ -7,12 +7,14 @@ regenerates every committed episode and compares it bit for bit.
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing as mp
 import os
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -35,13 +37,14 @@ def episode_steps(seed: int, obs_spec: ObservationSpec = OBS_SPEC) -> list[tuple
     return steps
 
 
-def _record_forever(path: str, first_seed: int) -> None:
+def _record_forever(path: str, first_seed: int, writer_pid: Any) -> None:
     import logging
 
     from robot_stack.recorder import EpisodeRecorder
 
     logging.getLogger("robot_stack.recorder").setLevel(logging.ERROR)  # the parent checks; repairs are expected
     rec = EpisodeRecorder(path, OBS_SPEC, ACTION_SPEC, {"task": "crash-test"}, flush_steps=4)
+    writer_pid.value = rec.writer_pid
     seed = first_seed
     while True:
         rec.start_episode({"seed": seed})
@@ -86,23 +89,51 @@ class CrashResult:
 
 def run_trials(path: str | Path, trials: int, rng: np.random.Generator, max_delay_s: float = 0.4,
                on_trial=None) -> CrashResult:
-    """``trials`` kill -9 trials on one store (each child first repairs what the last one left)."""
+    """``trials`` kill -9 trials on one store (each child first repairs what the last one left).
+
+    Even trials kill the recording process only (its writer process commits what was ended and exits);
+    odd trials kill the recording process and its writer process together, as a power cut would.
+    """
     ctx = mp.get_context("fork")
     result = CrashResult()
     for trial in range(trials):
-        child = ctx.Process(target=_record_forever, args=(str(path), trial * 1_000_000), daemon=True)
+        writer_pid = ctx.Value("q", 0, lock=False)
+        child = ctx.Process(target=_record_forever, args=(str(path), trial * 1_000_000, writer_pid))
         child.start()
+        while not writer_pid.value and child.is_alive():  # the clock starts once the child records
+            time.sleep(0.005)
         delay = float(rng.uniform(0.02, max_delay_s))
         time.sleep(delay)
         os.kill(child.pid, signal.SIGKILL)
+        if trial % 2 and writer_pid.value:
+            os.kill(writer_pid.value, signal.SIGKILL)
         child.join()
         result.trials += 1
         result.kill_times_s.append(delay)
         if Path(path, "zarr.json").exists():
             try:
+                result.episodes_checked = check_store(path)  # also while an orphaned writer still commits
+                wait_for_writer(path)
                 result.episodes_checked = check_store(path)
             except Exception as exc:  # noqa: BLE001 - collected and reported by the caller
                 result.failures.append(f"trial {trial} (killed after {delay:.3f} s): {exc}")
         if on_trial:
             on_trial(trial)
     return result
+
+
+def wait_for_writer(path: str | Path, timeout_s: float = 30.0) -> None:
+    """Return once no writer process holds the store's lock (an orphaned one finishes its queue first)."""
+    fd = os.open(Path(path, "meta"), os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"a writer still holds {path} after {timeout_s} s") from None
+                time.sleep(0.02)
+    finally:
+        os.close(fd)

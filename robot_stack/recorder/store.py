@@ -18,6 +18,7 @@ uncommitted steps behind, which :func:`repair` truncates when a writer opens the
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import math
@@ -54,6 +55,7 @@ RESERVED = CORE_KEYS + OPTIONAL_KEYS
 # Chosen by ``robot-stack bench recorder`` (see docs/recorder.md for the measured table).
 DEFAULT_COMPRESSOR = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle"}
 DEFAULT_CHUNK_BYTES = 512 * 1024
+MIN_CHUNK_STEPS = 8
 MAX_CHUNK_STEPS = 4096
 
 
@@ -67,9 +69,13 @@ def compressor(spec: dict[str, Any] | None = None) -> BloscCodec:
 
 
 def chunk_steps(step_shape: tuple[int, ...], dtype: np.dtype, target_bytes: int = DEFAULT_CHUNK_BYTES) -> int:
-    """Steps per chunk so a chunk holds about ``target_bytes`` raw bytes (at least 1, at most 4096)."""
+    """Steps per chunk: the power of two that holds at most ``target_bytes`` raw bytes, within [8, 4096].
+
+    At least 8 steps, so that a raw camera frame (600 KiB) is not one chunk per step: zarr's cost per
+    chunk write is mostly fixed, and a training read rarely touches those frames."""
     step_bytes = max(1, int(np.prod(step_shape, dtype=np.int64)) * np.dtype(dtype).itemsize)
-    return int(min(MAX_CHUNK_STEPS, max(1, target_bytes // step_bytes)))
+    steps = 1 << max(0, int(target_bytes // step_bytes).bit_length() - 1)
+    return int(min(MAX_CHUNK_STEPS, max(MIN_CHUNK_STEPS, steps)))
 
 
 def is_store(path: str | Path) -> bool:
@@ -192,9 +198,19 @@ def append_steps(group: zarr.Group, arrays: dict[str, np.ndarray], header: dict[
         arr = existing.get(key)
         if arr is None:
             arr = create_data_array(group, key, value.shape[1:], value.dtype, header)
-        targets.append((arr, value))
-    # One event-loop round trip appends to every array concurrently (zarr's async API).
-    sync(_gather(*(arr.async_array.append(value, axis=0) for arr, value in targets)))
+        targets.append((arr.async_array, value))
+    # One event-loop round trip per stage, every array concurrently (zarr's async API).
+    sync(_gather(*(arr.resize((arr.shape[0] + len(value), *arr.shape[1:])) for arr, value in targets)))
+    sync(_gather(*(_write_chunks(arr, value) for arr, value in targets)))
+
+
+async def _write_chunks(arr: Any, value: np.ndarray) -> None:
+    """Write the last ``len(value)`` steps of ``arr`` one chunk at a time: zarr encodes a value that is exactly
+    one chunk as it is, while a value spanning chunks is first copied into a new buffer per chunk."""
+    start = arr.shape[0] - len(value)
+    step = arr.chunks[0]
+    edges = [start, *range((start // step + 1) * step, start + len(value), step), start + len(value)]
+    await _gather(*(arr.setitem(slice(a, b), value[a - start:b - start]) for a, b in itertools.pairwise(edges)))
 
 
 async def _gather(*coros: Any) -> list[Any]:
@@ -207,7 +223,7 @@ def commit(group: zarr.Group, end: int, info: dict[str, Any]) -> None:
     group[ENDS].append(np.array([end], dtype=np.int64))
 
 
-def repair(path: str | Path, group: zarr.Group) -> list[str]:
+def repair(path: str | Path, group: zarr.Group, announce: bool = True) -> list[str]:
     """Truncate whatever a killed writer left beyond the last committed episode; returns what was done."""
     actions = [f"removed leftover temporary file {p.relative_to(path)}" for p in _remove_partials(Path(path))]
     state = read_state(group)
@@ -225,7 +241,7 @@ def repair(path: str | Path, group: zarr.Group) -> list[str]:
         if arr.shape[0] > state.n_episodes:
             actions.append(f"discarded {arr.shape[0] - state.n_episodes} uncommitted entries of {key}")
             arr.resize((state.n_episodes,))
-    if actions:
+    if actions and announce:
         log.warning("repaired interrupted store %s: %s", path, "; ".join(actions))
     return actions
 

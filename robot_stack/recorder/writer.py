@@ -1,30 +1,48 @@
 """``EpisodeRecorder``: logs episodes from the control loop without ever blocking it.
 
-The caller's thread only checks a step and puts a copy on a bounded queue; a background thread
-appends steps to the store and commits episodes (see :mod:`robot_stack.recorder.store` for the
-commit protocol). Full-queue policy: a step that finds the queue full is dropped and the episode it
-belongs to is marked broken; ``end_episode`` then discards that episode (nothing of it becomes
-visible) and counts it in ``stats["episodes_discarded"]``. The caller never waits and a recorded
-episode never has a hole.
+The caller's thread checks a step, copies it into a free slot of a shared-memory ring and sends the
+slot number to a writer *process*, which appends steps to the store and commits episodes (see
+:mod:`robot_stack.recorder.store` for the commit protocol). A process, not a thread: zarr's Python
+work would otherwise hold the GIL for milliseconds while the control loop waits for it.
+
+Full-ring policy: a step that finds no free slot is dropped and the episode it belongs to is marked
+broken; ``end_episode`` then discards that episode (nothing of it becomes visible) and counts it in
+``stats["episodes_discarded"]``. The caller never waits and a recorded episode never has a hole.
+(``when_full="wait"`` makes ``add_step`` wait for a slot instead: for scripts such as ``collect``
+that produce steps faster than the disk takes them and have no deadline.)
+
+If the recording process dies (even by SIGKILL), the writer still commits every episode whose
+``end_episode`` was called, discards the one in progress and exits. One writer per store at a time:
+the writer holds an exclusive lock on the store's ``meta/`` folder while it runs.
 """
 
 from __future__ import annotations
 
+import atexit
+import fcntl
+import itertools
 import logging
-import queue
-import threading
+import os
+import subprocess
+import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from robot_stack.recorder import store
+from robot_stack.recorder.ring import Counters, Ring, RingLayout
 from robot_stack.recorder.store import LATENCY_PREFIX, OPTIONAL_KEYS, StoreError
 from robot_stack.specs import ActionSpec, ObservationSpec, SpecError, mismatches
 
 log = logging.getLogger("robot_stack.recorder")
+
+START_TIMEOUT_S = 120.0
+PIPE_BYTES = 1 << 20
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
 class RecorderError(RuntimeError):
@@ -40,17 +58,6 @@ class _Episode:
     broken: bool = False
 
 
-@dataclass
-class _Stats:
-    steps_queued: int = 0
-    steps_dropped: int = 0
-    steps_written: int = 0
-    bytes_written: int = 0
-    episodes_committed: int = 0
-    episodes_discarded: int = 0
-    errors: list[str] = field(default_factory=list)
-
-
 class EpisodeRecorder:
     """Record episodes to a zarr store at ``path`` (created if missing, repaired if interrupted).
 
@@ -58,49 +65,76 @@ class EpisodeRecorder:
     ``start_episode(meta)`` adds per-episode entries (seed, policy id and version, variant...).
     ``add_step(obs, action, reward, info)``: ``info`` may carry ``terminal`` (bool), ``timestamp``
     (seconds; default: now), ``depth`` / ``color`` raw frames and ``latency_*`` floats (seconds).
+    ``queue_steps`` ring slots (steps) sit between the caller and the writer; ``flush_steps`` steps
+    are appended to the big arrays at a time.
     """
 
     def __init__(self, path: str | Path, obs_spec: ObservationSpec, action_spec: ActionSpec,
-                 meta: dict[str, Any] | None = None, *, queue_steps: int = 256, flush_steps: int = 32,
-                 compressor: dict[str, Any] | None = None, chunk_bytes: int = store.DEFAULT_CHUNK_BYTES) -> None:
+                 meta: dict[str, Any] | None = None, *, queue_steps: int = 128, flush_steps: int = 32,
+                 compressor: dict[str, Any] | None = None, chunk_bytes: int = store.DEFAULT_CHUNK_BYTES,
+                 when_full: str = "drop") -> None:
         if queue_steps < 1 or flush_steps < 1:
             raise ValueError(f"queue_steps and flush_steps must be >= 1, got {queue_steps}, {flush_steps}")
+        if when_full not in ("drop", "wait"):
+            raise ValueError(f"when_full must be 'drop' or 'wait', got {when_full!r}")
         self.path = Path(path)
         self.obs_spec, self.action_spec = obs_spec, action_spec
         self.meta = dict(meta or {})
         store._jsonable(self.meta)
         self._keys = store.step_keys(obs_spec)
-        self.group, self.header, self.repairs = self._open(compressor, chunk_bytes)
-        self._store_signature = self._existing_signature()
-        self._flush_steps = flush_steps
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_steps)
-        self._stats = _Stats()
+        self.header, self._store_signature = self._check_or_create(compressor, chunk_bytes)
+        self._queue_steps, self._wait_when_full = queue_steps, when_full == "wait"
         self._episode: _Episode | None = None
         self._numbered = 0
+        self._queued = self._dropped = self._discarded = 0
+        self._ring: Ring | None = None
+        self._errors: list[str] = []
+        self._sync_tokens = itertools.count()
         self._closed = False
-        self._thread = threading.Thread(target=self._run, name="episode-recorder", daemon=True)
-        self._thread.start()
+        self._final_stats: dict[str, Any] | None = None
+        self._start_writer(flush_steps)
+        atexit.register(self.close)
 
     # -- opening ---------------------------------------------------------------------------------
-    def _open(self, compressor: dict[str, Any] | None, chunk_bytes: int):
+    def _check_or_create(self, compressor: dict[str, Any] | None, chunk_bytes: int):
+        """Read-only checks (not a store, newer schema, another spec) before anything is started."""
         if self.path.exists() and not store.is_store(self.path):
             if self.path.is_file() or any(self.path.iterdir()):
                 raise StoreError(f"{self.path} exists and is not a robot-stack episode store; refusing to write")
         if not store.is_store(self.path):
             group = store.create(self.path, self.obs_spec, self.action_spec, self.meta, compressor, chunk_bytes)
-            return group, dict(group.attrs[store.ATTR]), []
-        group, header = store.open_group(self.path, mode="r+")
+            return dict(group.attrs[store.ATTR]), None
+        group, header = store.open_group(self.path, mode="r")
         diffs = (mismatches(header["obs_spec"], self.obs_spec.to_dict())
                  + mismatches(header["action_spec"], self.action_spec.to_dict()))
         if diffs:
             raise SpecError(f"{self.path} holds episodes of another spec: " + "; ".join(diffs))
-        return group, header, store.repair(self.path, group)
+        arrays = dict(group["data"].arrays())
+        signature = {k: (tuple(a.shape[1:]), np.dtype(a.dtype).str) for k, a in arrays.items()} if arrays else None
+        return header, signature
 
-    def _existing_signature(self) -> dict[str, tuple[tuple[int, ...], str]] | None:
-        arrays = dict(self.group["data"].arrays())
-        if not arrays:
-            return None
-        return {k: (tuple(a.shape[1:]), str(a.dtype)) for k, a in arrays.items()}
+    def _start_writer(self, flush_steps: int) -> None:
+        requests_r, requests_w = os.pipe()
+        replies_r, replies_w = os.pipe()
+        _widen_pipe(requests_w)
+        self._counters = Counters.create()
+        command = [sys.executable, "-m", "robot_stack.recorder.writer_process", str(self.path),
+                   "--requests-fd", str(requests_r), "--replies-fd", str(replies_w),
+                   "--counters", self._counters.name, "--flush-steps", str(flush_steps)]
+        paths = [_PACKAGE_ROOT, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+        self._process = subprocess.Popen(command, pass_fds=(requests_r, replies_w), start_new_session=True, env=env)
+        os.close(requests_r)
+        os.close(replies_w)
+        self._requests = Connection(requests_w, readable=False)
+        self._replies = Connection(replies_r, writable=False)
+        kind, payload = self._reply(START_TIMEOUT_S, "start")
+        if kind == "error":
+            self._process.wait()
+            raise StoreError(payload)
+        self.repairs: list[str] = payload
+        if self.repairs:
+            log.warning("repaired interrupted store %s: %s", self.path, "; ".join(self.repairs))
 
     # -- the caller's side (never blocks) --------------------------------------------------------
     def start_episode(self, meta: dict[str, Any] | None = None) -> None:
@@ -126,17 +160,28 @@ class EpisodeRecorder:
             ep.signature = signature
         elif signature != ep.signature:
             raise SpecError("step does not match the episode's first step: " + _diff(ep.signature, signature))
-        if ep.broken:
-            self._stats.steps_dropped += 1
-            return
-        try:
-            self._queue.put_nowait(("step", ep.number, step))
-        except queue.Full:
+        if ep.broken or not self._slot_free():
             ep.broken = True
-            self._stats.steps_dropped += 1
+            self._dropped += 1
             return
+        if self._ring is None:
+            self._ring = Ring.create(RingLayout.for_step(step, self._queue_steps))
+            self._send(("ring", -1, (self._ring.name, self._ring.layout)))
+        # No message per step: the writer polls the "steps_put" counter (a pipe write would wake it on this core).
+        self._ring.put(self._queued % self._queue_steps, ep.number, step)
+        self._queued += 1
+        self._counters.publish("steps_put", self._queued)
         ep.steps += 1
-        self._stats.steps_queued += 1
+
+    def _slot_free(self) -> bool:
+        """Whether the writer has released the next slot (waits for it with ``when_full='wait'``)."""
+        while self._queued - self._counters["steps_released"] >= self._queue_steps:
+            if not self._wait_when_full:
+                return False
+            if self._process.poll() is not None:
+                raise RecorderError(f"the recorder's writer process exited (code {self._process.returncode})")
+            time.sleep(0.001)
+        return True
 
     def end_episode(self, success: bool | None = None, **meta: Any) -> None:
         """Commit the episode (in the background); an empty or broken episode is discarded."""
@@ -148,33 +193,52 @@ class EpisodeRecorder:
         info = {**ep.meta, **meta, "success": None if success is None else bool(success), "length": ep.steps}
         store._jsonable(info)
         if ep.broken or ep.steps == 0:
-            why = "the writer queue was full" if ep.broken else "it has no steps"
+            why = "the writer's ring was full" if ep.broken else "it has no steps"
             log.warning("episode %d not recorded: %s", ep.number, why)
-            self._stats.episodes_discarded += 1
-            self._put_blocking(("abort", ep.number, None))
+            self._discarded += 1
+            self._send(("abort", ep.number, None))
             return
-        self._put_blocking(("commit", ep.number, info))
+        self._send(("commit", ep.number, info))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything queued so far is on disk."""
-        done = threading.Event()
-        self._put_blocking(("sync", -1, done))
-        if not done.wait(timeout):
-            raise RecorderError(f"recorder did not flush within {timeout} s")
+        self._check_open()
+        token = next(self._sync_tokens)
+        self._send(("sync", token, None))
+        while True:
+            kind, payload = self._reply(timeout, "flush")
+            if kind == "synced" and payload == token:
+                return
 
     def close(self) -> None:
         """Discard an unfinished episode, write everything queued, stop the writer."""
         if self._closed:
             return
+        self._closed = True
+        atexit.unregister(self.close)
         if self._episode is not None:
             log.warning("closing with episode %d unfinished: it is discarded", self._episode.number)
-            self._put_blocking(("abort", self._episode.number, None))
+            self._send(("abort", self._episode.number, None))
             self._episode = None
-        self._put_blocking(("stop", -1, None))
-        self._thread.join()
-        self._closed = True
-        if self._stats.errors:
-            raise RecorderError("recorder writer failed: " + "; ".join(self._stats.errors))
+        try:
+            self._send(("stop", -1, None))
+            while self._reply(None, "close")[0] != "stopped":
+                pass
+        except RecorderError:
+            pass  # the writer is gone; what it had committed stays
+        self._process.wait()
+        self._requests.close()
+        self._replies.close()
+        for shared in (self._ring, self._counters):
+            if shared is not None:
+                shared.unlink_if_left()
+        final = self.stats
+        for shared in (self._ring, self._counters):
+            if shared is not None:
+                shared.close()
+        self._final_stats = final
+        if self._errors:
+            raise RecorderError("recorder writer failed: " + "; ".join(self._errors))
 
     def __enter__(self) -> EpisodeRecorder:
         return self
@@ -183,16 +247,40 @@ class EpisodeRecorder:
         self.close()
 
     @property
-    def stats(self) -> dict[str, Any]:
-        s = self._stats
-        return {"steps_queued": s.steps_queued, "steps_dropped": s.steps_dropped, "steps_written": s.steps_written,
-                "bytes_written": s.bytes_written, "episodes_committed": s.episodes_committed,
-                "episodes_discarded": s.episodes_discarded, "queue_depth": self._queue.qsize(),
-                "errors": list(s.errors)}
+    def writer_pid(self) -> int | None:
+        return self._process.pid
 
-    def _put_blocking(self, item: tuple) -> None:
-        # Control messages are rare and tiny; they wait for room so a commit is never lost.
-        self._queue.put(item)
+    @property
+    def stats(self) -> dict[str, Any]:
+        if self._final_stats is not None:
+            return dict(self._final_stats, errors=list(self._errors))
+        done = self._counters
+        return {"steps_queued": self._queued, "steps_dropped": self._dropped, "steps_written": done["steps_written"],
+                "bytes_written": done["bytes_written"], "episodes_committed": done["episodes_committed"],
+                "episodes_discarded": self._discarded + done["episodes_discarded"],
+                "queue_depth": self._queued - done["steps_released"],
+                "errors": list(self._errors)}
+
+    def _send(self, message: tuple) -> None:
+        """A control message, tagged with the steps put so far: the writer takes those steps first."""
+        try:
+            self._requests.send((*message, self._queued))
+        except OSError as exc:
+            self._errors.append(f"the writer process is gone ({exc}); nothing more is recorded")
+            raise RecorderError(self._errors[-1]) from exc
+
+    def _reply(self, timeout: float | None, waiting_for: str) -> tuple[str, Any]:
+        """The writer's next reply; its error reports are collected on the way."""
+        while True:
+            if not self._replies.poll(timeout):
+                raise RecorderError(f"recorder writer did not answer ({waiting_for}) within {timeout} s")
+            try:
+                kind, payload = self._replies.recv()
+            except (EOFError, OSError) as exc:
+                raise RecorderError(f"the recorder's writer process exited ({waiting_for})") from exc
+            if kind != "failed":
+                return kind, payload
+            self._errors.append(payload)
 
     def _check_open(self) -> None:
         if self._closed:
@@ -200,21 +288,20 @@ class EpisodeRecorder:
 
     def _make_step(self, obs: dict[str, Any], action: Any, reward: float, info: dict[str, Any]
                    ) -> dict[str, np.ndarray]:
-        checked = self.obs_spec.check(obs)
+        step = dict(self.obs_spec.check(obs))
         act = np.asarray(action, dtype=np.float32)
         if act.shape != (self.action_spec.dim,) or not np.all(np.isfinite(act)):
             raise SpecError(f"action must be {self.action_spec.dim} finite numbers {self.action_spec.names}, "
                             f"got {np.asarray(action).tolist()}")
         if not np.isfinite(reward):
             raise SpecError(f"reward must be a finite number, got {reward!r}")
-        step = {k: v.copy() for k, v in checked.items()}
-        step["action"] = act.copy()
+        step["action"] = act
         step["reward"] = np.asarray(reward, dtype=np.float32)
         step["terminal"] = np.asarray(bool(info.get("terminal", False)))
         step["timestamp"] = np.asarray(info.get("timestamp", time.time()), dtype=np.float64)
         for key, value in info.items():
             if key in OPTIONAL_KEYS and value is not None:
-                step[key] = np.array(value, copy=True)
+                step[key] = np.asarray(value)
             elif key.startswith(LATENCY_PREFIX):
                 step[key] = np.asarray(value, dtype=np.float32)
         return step
@@ -227,69 +314,13 @@ class EpisodeRecorder:
         if have != signature:
             raise SpecError(f"step keys do not match the store's arrays in {self.path}: " + _diff(have, signature))
 
-    # -- the writer thread -----------------------------------------------------------------------
-    def _run(self) -> None:
-        pending: list[dict[str, np.ndarray]] = []
-        written = 0  # steps of the current episode already appended (uncommitted)
-        current, failed = -1, -1
-        end = store.read_state(self.group).n_steps
-        while True:
-            kind, number, payload = self._queue.get()
-            try:
-                if number == failed and kind in ("step", "commit"):
-                    if kind == "commit":
-                        self._stats.episodes_discarded += 1
-                    continue
-                if kind == "step":
-                    if number != current:
-                        current, pending, written = number, [], 0
-                    pending.append(payload)
-                    if len(pending) >= self._flush_steps:
-                        written += self._write(pending)
-                        pending = []
-                elif kind == "commit" and number == current:
-                    written += self._write(pending)
-                    end += written
-                    store.commit(self.group, end, payload)
-                    self._stats.episodes_committed += 1
-                    current, pending, written = -1, [], 0
-                elif kind == "abort":
-                    if number == current and written:
-                        self._truncate(end)
-                    current, pending, written = -1, [], 0
-                elif kind == "sync":
-                    payload.set()
-                elif kind == "stop":
-                    if written:
-                        self._truncate(end)
-                    return
-            except Exception as exc:  # noqa: BLE001 - a writer failure must not kill the control loop
-                msg = f"{kind} of episode {number} failed: {type(exc).__name__}: {exc}"
-                log.error("recorder: %s", msg)
-                self._stats.errors.append(msg)
-                try:
-                    self._truncate(end)
-                except Exception as exc2:  # noqa: BLE001
-                    self._stats.errors.append(f"could not roll back to step {end}: {exc2}")
-                failed, current, pending, written = number, -1, [], 0  # drop the rest of this episode
-                if kind == "sync":
-                    payload.set()
-                if kind == "stop":
-                    return
 
-    def _write(self, steps: list[dict[str, np.ndarray]]) -> int:
-        if not steps:
-            return 0
-        block = {k: np.stack([s[k] for s in steps]) for k in steps[0]}
-        store.append_steps(self.group, block, self.header)
-        self._stats.steps_written += len(steps)
-        self._stats.bytes_written += sum(v.nbytes for v in block.values())
-        return len(steps)
-
-    def _truncate(self, end: int) -> None:
-        for _name, arr in self.group["data"].arrays():
-            if arr.shape[0] > end:
-                arr.resize((end, *arr.shape[1:]))
+def _widen_pipe(fd: int) -> None:
+    """Room for many queued messages (Linux; elsewhere the default pipe size)."""
+    try:
+        fcntl.fcntl(fd, 1031, PIPE_BYTES)  # F_SETPIPE_SZ
+    except OSError:
+        pass
 
 
 def _diff(want: dict[str, tuple], got: dict[str, tuple]) -> str:
