@@ -96,7 +96,7 @@ def _record(path: Path, size: int, episodes: int) -> None:
     env = make_toy_env(heightmap_size=size)
     expert = make_toy_expert(env, noise=0.2, seed=0)
     obs_spec, action_spec, _ = env.policy_spec_parts
-    with EpisodeRecorder(path, obs_spec, action_spec, {"task": "toy_reach"}, queue_steps=1_000_000) as rec:
+    with EpisodeRecorder(path, obs_spec, action_spec, {"task": "toy_reach"}, when_full="wait") as rec:
         for ep in range(episodes):
             obs, _ = env.reset(seed=ep)
             rec.start_episode()

@@ -73,7 +73,7 @@ def collect(job: CollectJob) -> dict[str, Any]:
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
             "heightmap": hm_spec.to_dict(), **policy_meta}
     successes, steps = [], 0
-    with EpisodeRecorder(out, obs_spec, action_spec, meta) as rec:
+    with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait") as rec:
         for i in track(range(job.episodes), description=f"collecting {job.task}"):
             ok, n = _episode(env, rec, act, job, job.seed + i)
             successes.append(ok)
