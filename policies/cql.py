@@ -7,7 +7,14 @@ where the logsumexp runs over ``num_sampled`` uniform actions, ``num_sampled`` p
 ``num_sampled`` policy actions at s' (evaluated at s), each corrected by its sampling density
 (CQL(H) with importance sampling, as in the paper's code and CORL). The penalty is weighted by ``alpha``,
 or, with ``lagrange: true``, by a learned alpha' that keeps it near ``target_action_gap``.
-Actor and entropy temperature: SAC.
+Actor and entropy temperature: SAC, plus ``bc_weight * ||tanh(mu(s)) - a||^2`` when ``bc_weight > 0``.
+
+``bc_weight`` (default 0, the paper's BC-free actor) is a deviation for tiny runs: on the toy reach task
+(docs/results/offline.md) the critic did not learn, in 2000 updates, how Q depends on the action relative to
+the scene (mean Q(s, toward the target) and Q(s, away) within 0.1 of each other), so the BC-free actor got
+the same action gradient in every state and its tanh(mean) stayed a constant. A BC term only helps with a
+small ``init_temperature`` (e.g. 0.01): at temperature ~1 the entropy gradient of 5 action dims (Q <= 1
+with sparse rewards) drowns it and the actor stays constant even with ``bc_weight`` 1.
 
 Defaults follow the equivariant offline RL paper (Tangri et al. 2024): alpha 1, 10 sampled actions, lr 1e-4.
 The critic is whatever ``policies.networks.build_critic`` makes (invariant for the equivariant families),
@@ -23,6 +30,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from policies.bc import bc_loss
 from policies.networks import clone
 from policies.offline import Batch, TwinQ, actor_dist, check_finite, repeat_rows, sample_tanh_gaussian, soft_update
 
@@ -43,6 +51,7 @@ class CQLConfig:
     lagrange: bool = False
     target_action_gap: float = 10.0  # with lagrange: the penalty alpha' aims for
     max_grad_norm: float = 0.0  # 0: no clipping
+    bc_weight: float = 0.0  # > 0: add bc_weight * ||tanh(mu(s)) - a||^2 to the actor loss (not in the paper)
     encode_once: bool = True  # encode each heightmap once for all sampled actions (False: re-encode, same values)
 
 
@@ -154,9 +163,13 @@ class CQL:
         q1, q2 = self.critic(batch.heightmap, batch.vector, pi)
         alpha = self.log_alpha_ent.exp()
         loss = (alpha.detach() * logp - torch.min(q1, q2)).mean()
+        info = {"entropy_temp": alpha.item(), "log_pi": logp.mean().item()}
+        if self.cfg.bc_weight > 0:
+            bc = bc_loss(mean, batch.action)
+            loss = loss + self.cfg.bc_weight * bc
+            info["bc_loss"] = bc.item()
         alpha_loss = -(self.log_alpha_ent * (logp.detach() + self.target_entropy)).mean()
-        return loss, alpha_loss, {"actor_loss": loss.item(), "entropy_temp": alpha.item(),
-                                  "log_pi": logp.mean().item()}
+        return loss, alpha_loss, {"actor_loss": loss.item(), **info}
 
     # ------------------------------------------------------------ step
 
