@@ -98,7 +98,7 @@ def run_trials(path: str | Path, trials: int, rng: np.random.Generator, max_dela
     result = CrashResult()
     for trial in range(trials):
         writer_pid = ctx.Value("q", 0, lock=False)
-        child = ctx.Process(target=_record_forever, args=(str(path), trial * 1_000_000, writer_pid))
+        child = ctx.Process(target=_record_forever, args=(str(path), trial * 1_000_000, writer_pid), daemon=True)
         child.start()
         while not writer_pid.value and child.is_alive():  # the clock starts once the child records
             time.sleep(0.005)

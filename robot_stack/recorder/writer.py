@@ -41,6 +41,7 @@ from robot_stack.specs import ActionSpec, ObservationSpec, SpecError, mismatches
 log = logging.getLogger("robot_stack.recorder")
 
 START_TIMEOUT_S = 120.0
+RING_MAX_BYTES = 256 << 20
 PIPE_BYTES = 1 << 20
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
@@ -165,17 +166,27 @@ class EpisodeRecorder:
             self._dropped += 1
             return
         if self._ring is None:
-            self._ring = Ring.create(RingLayout.for_step(step, self._queue_steps))
-            self._send(("ring", -1, (self._ring.name, self._ring.layout)))
+            self._ring = self._make_ring(step)
         # No message per step: the writer polls the "steps_put" counter (a pipe write would wake it on this core).
-        self._ring.put(self._queued % self._queue_steps, ep.number, step)
+        self._ring.put(self._queued % self._ring.layout.slots, ep.number, step)
         self._queued += 1
         self._counters.publish("steps_put", self._queued)
         ep.steps += 1
 
+    def _make_ring(self, step: dict[str, np.ndarray]) -> Ring:
+        step_bytes = sum(v.nbytes for v in step.values())
+        slots = min(self._queue_steps, max(2, RING_MAX_BYTES // step_bytes))
+        if slots < self._queue_steps:
+            log.info("recorder ring: %d slots of %d bytes (queue_steps=%d capped at %d MiB)", slots, step_bytes,
+                     self._queue_steps, RING_MAX_BYTES >> 20)
+        ring = Ring.create(RingLayout.for_step(step, slots))
+        self._send(("ring", -1, (ring.name, ring.layout)))
+        return ring
+
     def _slot_free(self) -> bool:
         """Whether the writer has released the next slot (waits for it with ``when_full='wait'``)."""
-        while self._queued - self._counters["steps_released"] >= self._queue_steps:
+        slots = self._ring.layout.slots if self._ring is not None else self._queue_steps
+        while self._queued - self._counters["steps_released"] >= slots:
             if not self._wait_when_full:
                 return False
             if self._process.poll() is not None:

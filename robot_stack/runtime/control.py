@@ -9,6 +9,8 @@ episode is closed (saved) on every way out, exceptions included.
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -113,6 +115,12 @@ class ControlLoop:
 
     # ---- episodes --------------------------------------------------------------------------------------
     def run(self, episodes: int | None = None) -> list[EpisodeResult]:
+        if threading.current_thread() is threading.main_thread():
+            # Everything imported and built so far (the sim, torch, onnxruntime...) leaves the cyclic GC's
+            # reach: a full collection walks every tracked object and would otherwise land in a period
+            # now and then (tens of ms with a sim in the process). The loop itself makes little garbage.
+            gc.collect()
+            gc.freeze()
         results = []
         for index in range(self.cfg.episodes if episodes is None else episodes):
             if self.quit or not self._wait_for_start():
