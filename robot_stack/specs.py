@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -159,7 +160,30 @@ class ObservationSpec:
         """Total width of the non-image fields, in ``names`` order."""
         return sum(f.shape[0] for f in self.fields if f.name != "heightmap")
 
+    @cached_property
+    def _exact_fields(self) -> tuple[tuple[str, tuple[int, ...], np.dtype], ...]:
+        return tuple((f.name, tuple(f.shape), np.dtype(f.dtype)) for f in self.fields)
+
     def check(self, obs: dict[str, Any], batched: bool = False) -> dict[str, np.ndarray]:
+        """The observation as checked arrays; ``SpecError`` naming the problem when it does not fit."""
+        exact = None if batched else self._check_exact(obs)
+        return exact if exact is not None else self._check_any(obs, batched)
+
+    def _check_exact(self, obs: Any) -> dict[str, np.ndarray] | None:
+        """The per-step path (the control loop, the recorder, the server): arrays of exactly the right shape and
+        dtype, all finite, are accepted as they are; anything else (None) goes through ``_check_any``."""
+        fields = self._exact_fields
+        if type(obs) is not dict or len(obs) != len(fields):
+            return None
+        out = {}
+        for name, shape, dtype in fields:
+            arr = obs.get(name)
+            if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype or not np.isfinite(arr).all():
+                return None
+            out[name] = arr
+        return out
+
+    def _check_any(self, obs: Any, batched: bool) -> dict[str, np.ndarray]:
         if not isinstance(obs, dict):
             raise SpecError(f"observation must be a dict of arrays, got {type(obs).__name__}")
         missing = [n for n in self.names if n not in obs]

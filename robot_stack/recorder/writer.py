@@ -22,11 +22,12 @@ import atexit
 import fcntl
 import itertools
 import logging
+import math
 import os
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class _Episode:
     number: int
     meta: dict[str, Any]
     signature: dict[str, tuple[tuple[int, ...], str]] | None = None
+    layout: dict[str, tuple[tuple[int, ...], np.dtype]] = field(default_factory=dict)  # the same, compared per step
     steps: int = 0
     broken: bool = False
 
@@ -155,11 +157,12 @@ class EpisodeRecorder:
         if ep is None:
             raise RecorderError("add_step called outside an episode; call start_episode first")
         step = self._make_step(obs, action, reward, info or {})
-        signature = {k: (v.shape, v.dtype.str) for k, v in step.items()}
         if ep.signature is None:
+            signature = {k: (v.shape, v.dtype.str) for k, v in step.items()}
             self._check_signature(signature)
-            ep.signature = signature
-        elif signature != ep.signature:
+            ep.signature, ep.layout = signature, {k: (v.shape, v.dtype) for k, v in step.items()}
+        elif len(step) != len(ep.layout) or any(ep.layout.get(k) != (v.shape, v.dtype) for k, v in step.items()):
+            signature = {k: (v.shape, v.dtype.str) for k, v in step.items()}
             raise SpecError("step does not match the episode's first step: " + _diff(ep.signature, signature))
         if ep.broken or not self._slot_free():
             ep.broken = True
@@ -299,22 +302,22 @@ class EpisodeRecorder:
 
     def _make_step(self, obs: dict[str, Any], action: Any, reward: float, info: dict[str, Any]
                    ) -> dict[str, np.ndarray]:
-        step = dict(self.obs_spec.check(obs))
+        step = self.obs_spec.check(obs)
         act = np.asarray(action, dtype=np.float32)
-        if act.shape != (self.action_spec.dim,) or not np.all(np.isfinite(act)):
+        if act.shape != (self.action_spec.dim,) or not np.isfinite(act).all():
             raise SpecError(f"action must be {self.action_spec.dim} finite numbers {self.action_spec.names}, "
                             f"got {np.asarray(action).tolist()}")
-        if not np.isfinite(reward):
+        if not math.isfinite(reward):
             raise SpecError(f"reward must be a finite number, got {reward!r}")
         step["action"] = act
-        step["reward"] = np.asarray(reward, dtype=np.float32)
-        step["terminal"] = np.asarray(bool(info.get("terminal", False)))
-        step["timestamp"] = np.asarray(info.get("timestamp", time.time()), dtype=np.float64)
+        step["reward"] = np.float32(reward)
+        step["terminal"] = np.bool_(info.get("terminal", False))
+        step["timestamp"] = np.float64(info.get("timestamp", time.time()))
         for key, value in info.items():
             if key in OPTIONAL_KEYS and value is not None:
                 step[key] = np.asarray(value)
             elif key.startswith(LATENCY_PREFIX):
-                step[key] = np.asarray(value, dtype=np.float32)
+                step[key] = np.float32(value)
         return step
 
     def _check_signature(self, signature: dict[str, tuple[tuple[int, ...], str]]) -> None:

@@ -27,6 +27,7 @@ from robot_stack.recorder.store import StoreError
 log = logging.getLogger("robot_stack.recorder")
 
 LOCK_WAIT_S = 30.0  # how long a new writer waits for one that is finishing a dead recorder's queue
+NICENESS = 10
 POLL_S = 0.005  # steps come without a message: the writer looks for new ones this often when idle
 
 
@@ -38,6 +39,7 @@ def main() -> None:
     parser.add_argument("--counters", required=True, help="shared-memory name of the counters")
     parser.add_argument("--flush-steps", type=int, required=True)
     args = parser.parse_args()
+    os.nice(NICENESS)  # the control loop that records wins every contest for a core
     # This process only maps segments the recording process made; the name is unlinked at once, so no
     # resource tracker (an extra process) is needed here.
     resource_tracker.register = resource_tracker.unregister = lambda *_a, **_k: None

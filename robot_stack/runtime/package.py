@@ -30,25 +30,8 @@ class OnnxPolicy:
         shape = session.get_inputs()[0].shape
         self.batchable = not isinstance(shape[0], int)
         self._vector_names = [n for n in spec.observation.names if n != "heightmap"]
-        self._fields = [(f.name, tuple(f.shape), np.dtype(f.dtype)) for f in spec.observation.fields]
 
     def check(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``spec.observation.check(obs)``, compiled once for the per-request path.
-
-        Accepts exactly what the spec check accepts (same keys, exact shapes and dtypes, all values finite);
-        anything else is handed to the spec check itself, which raises its usual ``SpecError``.
-        """
-        fields = self._fields
-        if type(obs) is dict and len(obs) == len(fields):
-            out = {}
-            for name, shape, dtype in fields:
-                arr = obs.get(name)
-                if type(arr) is not np.ndarray or arr.shape != shape or arr.dtype != dtype \
-                        or not np.isfinite(arr).all():
-                    break
-                out[name] = arr
-            else:
-                return out
         return self.spec.observation.check(obs)
 
     def stack(self, observations: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
