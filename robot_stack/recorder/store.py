@@ -53,7 +53,7 @@ OPTIONAL_KEYS = ("depth", "color")
 LATENCY_PREFIX = "latency_"
 RESERVED = CORE_KEYS + OPTIONAL_KEYS
 # Chosen by ``robot-stack bench recorder`` (see docs/recorder.md for the measured table).
-DEFAULT_COMPRESSOR = {"cname": "zstd", "clevel": 1, "shuffle": "bitshuffle"}
+DEFAULT_COMPRESSOR = {"cname": "lz4", "clevel": 1, "shuffle": "bitshuffle"}
 DEFAULT_CHUNK_BYTES = 512 * 1024
 MIN_CHUNK_STEPS = 8
 MAX_CHUNK_STEPS = 4096
@@ -190,24 +190,35 @@ def create_data_array(group: zarr.Group, key: str, step_shape: tuple[int, ...], 
                               compressors=compressor(header.get("compressor")), fill_value=fill)
 
 
-def append_steps(group: zarr.Group, arrays: dict[str, np.ndarray], header: dict[str, Any]) -> None:
-    """Append a block of steps (same length for every key) to the ``data/`` arrays, creating missing ones."""
-    existing = dict(group["data"].arrays())
+def append_steps(group: zarr.Group, arrays: dict[str, np.ndarray], header: dict[str, Any],
+                 opened: dict[str, zarr.Array] | None = None, lengths: dict[str, int] | None = None,
+                 reserve: int = 0) -> None:
+    """Append a block of steps to the ``data/`` arrays (each key its own length), creating missing ones.
+
+    A writer passes ``opened`` (the ``data/`` arrays it keeps open: listing the group reads every array's
+    metadata; arrays made here are added) and ``lengths`` (each array's length in steps, updated here; an
+    array may be longer, its tail unused). An array that must grow grows by ``reserve`` steps more than it
+    needs, which saves a metadata write per append; readers never look beyond ``episode_ends`` and the
+    writer trims the tail when it closes."""
+    opened = dict(group["data"].arrays()) if opened is None else opened
     targets = []
     for key, value in arrays.items():
-        arr = existing.get(key)
-        if arr is None:
-            arr = create_data_array(group, key, value.shape[1:], value.dtype, header)
-        targets.append((arr.async_array, value))
+        if key not in opened:
+            opened[key] = create_data_array(group, key, value.shape[1:], value.dtype, header)
+        arr = opened[key].async_array
+        start = arr.shape[0] if lengths is None else lengths.get(key, arr.shape[0])
+        targets.append((arr, value, start))
     # One event-loop round trip per stage, every array concurrently (zarr's async API).
-    sync(_gather(*(arr.resize((arr.shape[0] + len(value), *arr.shape[1:])) for arr, value in targets)))
-    sync(_gather(*(_write_chunks(arr, value) for arr, value in targets)))
+    sync(_gather(*(arr.resize((start + len(value) + reserve, *arr.shape[1:]))
+                   for arr, value, start in targets if arr.shape[0] < start + len(value))))
+    sync(_gather(*(_write_chunks(arr, value, start) for arr, value, start in targets)))
+    if lengths is not None:
+        lengths.update({key: start + len(value) for key, (_a, value, start) in zip(arrays, targets, strict=True)})
 
 
-async def _write_chunks(arr: Any, value: np.ndarray) -> None:
-    """Write the last ``len(value)`` steps of ``arr`` one chunk at a time: zarr encodes a value that is exactly
+async def _write_chunks(arr: Any, value: np.ndarray, start: int) -> None:
+    """Write ``value`` at step ``start`` of ``arr`` one chunk at a time: zarr encodes a value that is exactly
     one chunk as it is, while a value spanning chunks is first copied into a new buffer per chunk."""
-    start = arr.shape[0] - len(value)
     step = arr.chunks[0]
     edges = [start, *range((start // step + 1) * step, start + len(value), step), start + len(value)]
     await _gather(*(arr.setitem(slice(a, b), value[a - start:b - start]) for a, b in itertools.pairwise(edges)))
@@ -217,10 +228,16 @@ async def _gather(*coros: Any) -> list[Any]:
     return list(await asyncio.gather(*coros))
 
 
-def commit(group: zarr.Group, end: int, info: dict[str, Any]) -> None:
-    """Make the episode ending at step ``end`` visible: metadata first, ``episode_ends`` last."""
-    group[INFO].append(np.array([json.dumps(_jsonable(info), sort_keys=True)], dtype=object))
-    group[ENDS].append(np.array([end], dtype=np.int64))
+def commit(group: zarr.Group, end: int, info: dict[str, Any], opened: dict[str, zarr.Array] | None = None) -> None:
+    """Make the episode ending at step ``end`` visible: metadata first, ``episode_ends`` last.
+
+    ``opened``: a cache of the ``meta/`` arrays kept by a writer (filled on first use)."""
+    opened = {} if opened is None else opened
+    for key in (INFO, ENDS):
+        if key not in opened:
+            opened[key] = group[key]
+    opened[INFO].append(np.array([json.dumps(_jsonable(info), sort_keys=True)], dtype=object))
+    opened[ENDS].append(np.array([end], dtype=np.int64))
 
 
 def repair(path: str | Path, group: zarr.Group, announce: bool = True) -> list[str]:

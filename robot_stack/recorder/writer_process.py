@@ -29,6 +29,7 @@ log = logging.getLogger("robot_stack.recorder")
 LOCK_WAIT_S = 30.0  # how long a new writer waits for one that is finishing a dead recorder's queue
 NICENESS = 10
 POLL_S = 0.005  # steps come without a message: the writer looks for new ones this often when idle
+RESERVE_STEPS = 1024  # arrays grow this much beyond what they need: one metadata write per 1024 steps
 
 
 def main() -> None:
@@ -95,6 +96,10 @@ class StoreWriter:
         self.taken = self.released = 0  # ring positions: steps read, and steps whose slots are free again
         self.end = store.read_state(group).n_steps
         self.current = self.failed = -1
+        # This process is the store's only writer: its arrays are opened once (resizes update them in place).
+        self.data = dict(group["data"].arrays())
+        self.lengths = {key: arr.shape[0] for key, arr in self.data.items()}  # steps written, committed or not
+        self.meta: dict[str, Any] = {}
         self._new_episode()
 
     def _new_episode(self) -> None:
@@ -109,6 +114,7 @@ class StoreWriter:
             except (EOFError, OSError):  # the recording process is gone: what it committed is done, drop the rest
                 self._take_steps(self.counters["steps_put"])
                 self._rollback()
+                self._trim()
                 return
             if message is None:
                 self._take_steps(self.counters["steps_put"])
@@ -130,6 +136,7 @@ class StoreWriter:
                 self.replies.send(("synced", number))
             elif kind == "stop":
                 self._rollback()
+                self._trim()
                 self.replies.send(("stopped", None))
                 return False
         except Exception as exc:  # noqa: BLE001 - a writer failure must not kill the control loop
@@ -173,7 +180,7 @@ class StoreWriter:
         """Append the steps still in the ring to the big arrays (up to a chunk boundary if ``aligned``)."""
         n = self.taken - self.released
         if aligned:
-            n -= (self.end + self.bulk_written + n) % self._chunk_steps()
+            n -= (self.end + self.bulk_written + n) % self._chunk_steps()  # end on a chunk boundary
             n = n if n > 0 else self.taken - self.released
         if n and self.bulk_keys:
             self._append({k: self.ring.block(k, self.released, n) for k in self.bulk_keys})
@@ -186,7 +193,7 @@ class StoreWriter:
             return
         self._write_bulk(aligned=False)
         self._append({k: np.stack(v) for k, v in self.small.items()})
-        store.commit(self.group, self.end + self.episode_steps, info)
+        store.commit(self.group, self.end + self.episode_steps, info, self.meta)
         self.end += self.episode_steps
         self.counters.add("steps_written", self.episode_steps)
         self.counters.add("episodes_committed")
@@ -194,14 +201,14 @@ class StoreWriter:
         self._new_episode()
 
     def _chunk_steps(self) -> int:
-        arrays = dict(self.group["data"].arrays())
+        arrays = self.data
         target = int(self.header.get("chunk_bytes", store.DEFAULT_CHUNK_BYTES))
         return max((arrays[k].chunks[0] if k in arrays else store.chunk_steps(cell.shape[1:], cell.dtype, target)
                     for k, cell in ((k, self.ring.cells[k]) for k in self.bulk_keys)), default=1)
 
     def _append(self, block: dict[str, np.ndarray]) -> None:
         if block:
-            store.append_steps(self.group, block, self.header)
+            store.append_steps(self.group, block, self.header, self.data, self.lengths, RESERVE_STEPS)
             self.counters.add("bytes_written", sum(v.nbytes for v in block.values()))
 
     def _release(self, upto: int) -> None:
@@ -209,11 +216,15 @@ class StoreWriter:
         self.counters.publish("steps_released", upto)
 
     def _rollback(self) -> None:
-        """Forget the episode in progress: free its slots and truncate what it appended."""
+        """Forget the episode in progress: free its slots; what it appended is overwritten by the next one."""
         self._release(self.taken)
         self.current = -1
         self._new_episode()
-        for _name, arr in self.group["data"].arrays():
+        self.lengths = dict.fromkeys(self.lengths, self.end)
+
+    def _trim(self) -> None:
+        """Cut every array to the committed steps (the reserve and any uncommitted tail)."""
+        for arr in self.data.values():
             if arr.shape[0] > self.end:
                 arr.resize((self.end, *arr.shape[1:]))
 
@@ -223,6 +234,7 @@ class StoreWriter:
         self.replies.send(("failed", msg))
         try:
             self._rollback()
+            self._trim()
         except Exception as exc2:  # noqa: BLE001
             self.replies.send(("failed", f"could not roll back to step {self.end}: {exc2}"))
         self.failed = number  # drop the rest of this episode
