@@ -133,16 +133,16 @@ class StoreWriter:
             elif kind == "abort" and number == self.current:
                 self._rollback()
             elif kind == "sync":
-                self.replies.send(("synced", number))
+                self._reply(("synced", number))
             elif kind == "stop":
                 self._rollback()
                 self._trim()
-                self.replies.send(("stopped", None))
+                self._reply(("stopped", None))
                 return False
         except Exception as exc:  # noqa: BLE001 - a writer failure must not kill the control loop
             self._fail(kind, number, exc)
             if kind in ("sync", "stop"):
-                self.replies.send(("synced", number) if kind == "sync" else ("stopped", None))
+                self._reply(("synced", number) if kind == "sync" else ("stopped", None))
             return kind != "stop"
         return True
 
@@ -228,15 +228,21 @@ class StoreWriter:
             if arr.shape[0] > self.end:
                 arr.resize((self.end, *arr.shape[1:]))
 
+    def _reply(self, message: tuple) -> None:
+        try:
+            self.replies.send(message)
+        except OSError:  # the recording process is gone; its queued episodes still get committed
+            pass
+
     def _fail(self, kind: str, number: int, exc: Exception) -> None:
         msg = f"{kind} of episode {number} failed: {type(exc).__name__}: {exc}"
         log.error("recorder: %s", msg)
-        self.replies.send(("failed", msg))
+        self._reply(("failed", msg))
         try:
             self._rollback()
             self._trim()
         except Exception as exc2:  # noqa: BLE001
-            self.replies.send(("failed", f"could not roll back to step {self.end}: {exc2}"))
+            self._reply(("failed", f"could not roll back to step {self.end}: {exc2}"))
         self.failed = number  # drop the rest of this episode
 
 
