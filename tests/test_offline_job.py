@@ -20,7 +20,7 @@ def record_toy(path: Path, episodes: int, noise: float = 0.3, size: int = SIZE, 
     env = make_toy_env(heightmap_size=size)
     expert = make_toy_expert(env, noise=noise, seed=seed)
     obs_spec, action_spec, _ = env.policy_spec_parts
-    with EpisodeRecorder(path, obs_spec, action_spec, {"task": "toy_reach"}, queue_steps=100_000) as rec:
+    with EpisodeRecorder(path, obs_spec, action_spec, {"task": "toy_reach"}, when_full="wait") as rec:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed * 1000 + ep)
             rec.start_episode({"seed": ep})
