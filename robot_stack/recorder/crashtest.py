@@ -7,7 +7,6 @@ regenerates every committed episode and compares it bit for bit.
 
 from __future__ import annotations
 
-import fcntl
 import multiprocessing as mp
 import os
 import signal
@@ -124,16 +123,6 @@ def run_trials(path: str | Path, trials: int, rng: np.random.Generator, max_dela
 
 def wait_for_writer(path: str | Path, timeout_s: float = 30.0) -> None:
     """Return once no writer process holds the store's lock (an orphaned one finishes its queue first)."""
-    fd = os.open(Path(path, "meta"), os.O_RDONLY)
-    try:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"a writer still holds {path} after {timeout_s} s") from None
-                time.sleep(0.02)
-    finally:
-        os.close(fd)
+    from robot_stack.recorder.writer_process import lock_store
+
+    os.close(lock_store(Path(path), timeout_s))

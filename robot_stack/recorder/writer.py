@@ -84,7 +84,7 @@ class EpisodeRecorder:
         self.obs_spec, self.action_spec = obs_spec, action_spec
         self.meta = dict(meta or {})
         store._jsonable(self.meta)
-        self._keys = store.step_keys(obs_spec)
+        store.step_keys(obs_spec)  # refuses field names that clash with the recorder's own keys
         self.header, self._store_signature = self._check_or_create(compressor, chunk_bytes)
         self._queue_steps, self._wait_when_full = queue_steps, when_full == "wait"
         self._episode: _Episode | None = None
