@@ -98,9 +98,15 @@ class PolicyClient:
             raise PolicyTimeout(f"policy server at {self.endpoint} is not connected") from None
         while True:
             left_ms = int((deadline - time.monotonic()) * 1e3)
-            if left_ms <= 0 or not self._socket.poll(left_ms, zmq.POLLIN):
-                raise PolicyTimeout(f"no reply from {self.endpoint} within {timeout * 1e3:.0f} ms")
-            reply = wire.decode(self._socket.recv())
+            # A blocking recv with a timeout rather than poll + recv: Socket.poll builds a Poller per call.
+            self._socket.rcvtimeo = left_ms
+            try:
+                if left_ms <= 0:
+                    raise zmq.Again
+                frame = self._socket.recv()
+            except zmq.Again:
+                raise PolicyTimeout(f"no reply from {self.endpoint} within {timeout * 1e3:.0f} ms") from None
+            reply = wire.decode(frame)
             if reply.get("id") not in (req_id, None):
                 continue  # a late reply to a request we already gave up on
             if not reply.get("ok"):
