@@ -59,6 +59,13 @@ class _Frames:
         info = {"depth": self.depth[i], "timestamp": float(t), "latency_policy": 0.001, "terminal": False}
         return obs, np.full(5, 0.1, np.float32), 0.0, info
 
+    def sensed(self, t: int) -> tuple[dict, np.ndarray, float, dict]:
+        """``step(t)`` with new depth and heightmap arrays, as a camera and the perception stage hand the control
+        loop a new frame every period (reusing 16 stored arrays would time reads of memory no loop has touched)."""
+        obs, act, rew, info = self.step(t)
+        obs = {**obs, "heightmap": obs["heightmap"].copy()}
+        return obs, act, rew, {**info, "depth": info["depth"].copy()}
+
     def step_bytes(self) -> int:
         obs, act, _, info = self.step(0)
         return sum(v.nbytes for v in obs.values()) + act.nbytes + info["depth"].nbytes + 4 + 1 + 8 + 4
@@ -132,7 +139,7 @@ def _paced(report: BenchReport, path: Path, obs_spec: ObservationSpec, frames: _
             if t:
                 rec.end_episode(True)
             rec.start_episode({"seed": t})
-        obs, act, rew, info = frames.step(t)
+        obs, act, rew, info = frames.sensed(t)
         t0 = time.perf_counter()
         rec.add_step(obs, act, rew, info)
         costs[t] = time.perf_counter() - t0
@@ -150,6 +157,8 @@ def _paced(report: BenchReport, path: Path, obs_spec: ObservationSpec, frames: _
     report.target("add_step p99", "<=", 1.0)
     report.add("baseline: copy of the step's arrays p50", c50, "ms")
     report.add("baseline: copy of the step's arrays p99", c99, "ms")
+    report.notes.append("paced run: each period sleeps, takes a new depth frame and heightmap (copies, like a camera "
+                        "and the perception stage make), then times add_step alone")
     report.add("paced steps", n, "steps")
     report.add("paced steps dropped (queue full)", rec.stats["steps_dropped"], "steps")
     report.target("paced steps dropped (queue full)", "<=", 0)
