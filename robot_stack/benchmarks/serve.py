@@ -2,21 +2,25 @@
 
 Figures: for 64 and 128 px heightmaps, p50/p99 of (a) ``session.run`` on the same package in this process
 (the baseline) and (b) ``PolicyClient.act`` to a ``robot-stack serve`` subprocess over loopback TCP;
-the overhead is (b) - (a) at each percentile. Then the sim arm (robosuite reach, ray-cast camera) runs at
+the overhead is (b) - (a) at each percentile. (c) A bare pyzmq echo of the same request bytes shows the floor the
+transport sets on this machine. Then the sim arm (robosuite reach, ray-cast camera) runs at
 30 Hz through the server for 10 minutes (``--quick``: 30 s), counting missed deadlines. Options:
 ``png=FILE`` (latency histogram, default runs/bench/serve_latency.png), ``task=reach``, ``seconds=N``.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import zmq
 
 from robot_stack.benchmarks import BenchReport, percentiles_ms, time_calls
+from robot_stack.runtime import wire
 
 
 def _options(options: list[str]) -> dict[str, str]:
@@ -52,7 +56,9 @@ def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) ->
     finally:
         proc.terminate()
         proc.wait(5)
-    for name, samples in (("onnxruntime", bare), ("server_roundtrip", served)):
+    echo = _zmq_echo(wire.encode({"v": wire.PROTOCOL_VERSION, "type": "act", "id": 1, "token": "bench", "obs": obs}),
+                     repeats)
+    for name, samples in (("onnxruntime", bare), ("server_roundtrip", served), ("zmq_echo", echo)):
         p50, p99 = percentiles_ms(samples)
         report.add(f"{name}_{size}px_p50", p50, "ms")
         report.add(f"{name}_{size}px_p99", p99, "ms")
@@ -62,7 +68,39 @@ def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) ->
     report.add(f"overhead_{size}px_p99", s99 - b99, "ms")
     report.add(f"roundtrip_vs_onnxruntime_{size}px_p50_ratio", s50 / b50, "x")
     report.target(f"overhead_{size}px_p99", "<=", 0.5)
-    return {f"onnxruntime {size}px": bare, f"server round trip {size}px": served}
+    return {f"onnxruntime {size}px": bare, f"server round trip {size}px": served, f"pyzmq echo {size}px": echo}
+
+
+def _echo_server(ready) -> None:
+    """A ROUTER that sends every message straight back: the transport alone, no decoding, no policy."""
+    sock = zmq.Context.instance().socket(zmq.ROUTER)
+    sock.bind("tcp://127.0.0.1:*")
+    ready.put(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    while True:
+        sock.send_multipart(sock.recv_multipart())
+
+
+def _zmq_echo(frame: bytes, repeats: int) -> np.ndarray:
+    """Round trips of the act request's bytes through a bare pyzmq echo process: the floor that the library and
+    this machine's loopback set under any server built on pyzmq."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Queue()
+    proc = ctx.Process(target=_echo_server, args=(ready,), daemon=True)
+    proc.start()
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    try:
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.connect(ready.get(timeout=30))
+
+        def roundtrip() -> None:
+            sock.send(frame)
+            sock.recv()
+
+        return time_calls(roundtrip, repeats, warmup=20)
+    finally:
+        sock.close()
+        proc.kill()
+        proc.join(5)
 
 
 def _loop(report: BenchReport, seconds: float, task: str, workdir: Path) -> None:
