@@ -9,8 +9,6 @@ episode is closed (saved) on every way out, exceptions included.
 
 from __future__ import annotations
 
-import gc
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ import numpy as np
 
 from robot_stack.devices import Arm, ArmError, ArmState, Camera, CameraError
 from robot_stack.runtime.metrics import LatencyHistogram
+from robot_stack.runtime.realtime import fifo_priority, freeze_gc_in_main_thread
 from robot_stack.runtime.safety import SafetyFilter
 from robot_stack.specs import PolicySpec, SpecError
 
@@ -48,12 +47,15 @@ class LoopConfig:
     episodes: int = 1
     reserve: float = 0.2
     realtime: bool = True
+    rt_priority: int = 0  # > 0: the loop thread runs under SCHED_FIFO at this priority (runtime/realtime.py)
 
     def __post_init__(self) -> None:
         if not 0.1 <= self.rate_hz <= 500:
             raise ValueError(f"rate_hz must be in [0.1, 500], got {self.rate_hz}")
         if self.silent_periods < 1 or self.max_steps < 1 or not 0 <= self.reserve < 1:
             raise ValueError("silent_periods and max_steps must be >= 1 and reserve in [0, 1)")
+        if not 0 <= self.rt_priority <= 99:
+            raise ValueError(f"rt_priority must be in 0..99 (0: normal scheduling), got {self.rt_priority}")
 
     @property
     def period(self) -> float:
@@ -115,19 +117,15 @@ class ControlLoop:
 
     # ---- episodes --------------------------------------------------------------------------------------
     def run(self, episodes: int | None = None) -> list[EpisodeResult]:
-        if threading.current_thread() is threading.main_thread():
-            # Everything imported and built so far (the sim, torch, onnxruntime...) leaves the cyclic GC's
-            # reach: a full collection walks every tracked object and would otherwise land in a period
-            # now and then (tens of ms with a sim in the process). The loop itself makes little garbage.
-            gc.collect()
-            gc.freeze()
+        freeze_gc_in_main_thread()
         results = []
-        for index in range(self.cfg.episodes if episodes is None else episodes):
-            if self.quit or not self._wait_for_start():
-                break
-            results.append(self.run_episode({"episode_index": index}))
-            if results[-1].reason == "camera_lost":
-                break
+        with fifo_priority(self.cfg.rt_priority, self.log):
+            for index in range(self.cfg.episodes if episodes is None else episodes):
+                if self.quit or not self._wait_for_start():
+                    break
+                results.append(self.run_episode({"episode_index": index}))
+                if results[-1].reason == "camera_lost":
+                    break
         return results
 
     def _wait_for_start(self) -> bool:

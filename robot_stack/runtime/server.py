@@ -8,7 +8,6 @@ a client sends can stop the loop. Protocol: docs/protocol.md.
 
 from __future__ import annotations
 
-import gc
 import hmac
 import threading
 import time
@@ -21,6 +20,7 @@ import zmq
 from robot_stack.runtime import wire
 from robot_stack.runtime.metrics import ServerMetrics
 from robot_stack.runtime.package import OnnxPolicy
+from robot_stack.runtime.realtime import freeze_gc_in_main_thread
 from robot_stack.specs import SpecError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -86,13 +86,7 @@ class PolicyServer:
             self.bind()
         stop = stop or threading.Event()
         sock = self._socket
-        if threading.current_thread() is threading.main_thread():
-            # A dedicated server process (``robot-stack serve``): move everything imported so far (numpy,
-            # onnxruntime, the model) out of the cyclic GC's reach, so that a full collection, which walks every
-            # tracked object (~20 ms here), never lands on a request. Servers on a side thread leave the host
-            # process's GC alone.
-            gc.collect()
-            gc.freeze()
+        freeze_gc_in_main_thread()
         # A blocking recv with a timeout, not poll + recv: zmq.Socket.poll builds a Poller per call, which is
         # measurable next to a ~0.2 ms loopback round trip. The timeout only bounds how late ``stop`` is seen.
         sock.setsockopt(zmq.RCVTIMEO, poll_ms)
