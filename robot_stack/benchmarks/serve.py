@@ -5,7 +5,9 @@ Figures: for 64 and 128 px heightmaps, p50/p99 of (a) ``session.run`` on the sam
 the overhead is (b) - (a) at each percentile. (c) A bare pyzmq echo of the same request bytes shows the floor the
 transport sets on this machine. Then the sim arm (robosuite reach, ray-cast camera) runs at
 30 Hz through the server for 10 minutes (``--quick``: 30 s), counting missed deadlines. Options:
-``png=FILE`` (latency histogram, default runs/bench/serve_latency.png), ``task=reach``, ``seconds=N``.
+``png=FILE`` (latency histogram, default runs/bench/serve_latency.png), ``task=reach``, ``seconds=N``,
+``rt_priority=N`` (default 50: loop and server under SCHED_FIFO, as docs/deploy.md advises for a robot PC;
+0 or no permission: normal scheduling; the report says which).
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ def _options(options: list[str]) -> dict[str, str]:
         if "=" not in item:
             raise ValueError(f"bench serve options look like key=value (png=..., task=..., seconds=...), got {item!r}")
         key, value = item.split("=", 1)
-        if key not in ("png", "task", "seconds"):
-            raise ValueError(f"unknown bench serve option {key!r}; valid: png, task, seconds")
+        if key not in ("png", "task", "seconds", "rt_priority"):
+            raise ValueError(f"unknown bench serve option {key!r}; valid: png, task, seconds, rt_priority")
         out[key] = value
     return out
 
@@ -103,22 +105,26 @@ def _zmq_echo(frame: bytes, repeats: int) -> np.ndarray:
         proc.join(5)
 
 
-def _loop(report: BenchReport, seconds: float, task: str, workdir: Path) -> None:
+def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_priority: int) -> None:
     from hardware.sim_arm import SimArm, projector_for
     from robot_stack.commands.run import robot_spec_for, spawn_server
     from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter
+    from robot_stack.runtime.realtime import fifo_priority
     from robot_stack.runtime.synthetic import make_package
     from robot_stack.specs import PolicySpec
 
     arm = SimArm.from_task(task, seed=0) if task == "toy_reach" else SimArm.from_task(task, seed=0, horizon=10**6)
     spec = PolicySpec(*arm.env.policy_spec_parts, group="C8", family="synthetic")
     path = make_package(workdir / "loop_policy.onnx", spec, kind="conv")
-    proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN")
+    with fifo_priority(rt_priority, log=lambda msg: None) as permitted:
+        pass
+    rt_priority = rt_priority if permitted else 0
+    proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN", rt_priority=rt_priority)
     rate = 30.0
     try:
         client = PolicyClient(endpoint, token="bench", expected=robot_spec_for(arm.env.policy_spec_parts, spec))
         camera = arm.camera()
-        cfg = LoopConfig(rate_hz=rate, max_steps=int(seconds * rate), silent_periods=3)
+        cfg = LoopConfig(rate_hz=rate, max_steps=int(seconds * rate), silent_periods=3, rt_priority=rt_priority)
         loop = ControlLoop(arm, camera, projector_for(camera, spec.heightmap), client,
                            SafetyFilter(SafetyConfig(workspace=spec.heightmap.workspace), spec.action), spec, cfg,
                            log=lambda msg: None)
@@ -131,6 +137,7 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path) -> None
         proc.wait(5)
         arm.close()
     report.add("loop_rate", rate, "Hz")
+    report.add("loop_rt_priority (0: normal scheduling)", rt_priority)
     report.add("loop_periods", result.steps)
     report.add("loop_wall_s", wall, "s")
     report.add("loop_missed_deadlines", result.missed_deadlines + result.overruns)
@@ -173,7 +180,7 @@ def run(quick: bool, options: list[str]) -> BenchReport:
         samples = {}
         for size in (64, 128):
             samples.update(_round_trips(report, size, repeats, Path(tmp)))
-        _loop(report, seconds, opts.get("task", "reach"), Path(tmp))
+        _loop(report, seconds, opts.get("task", "reach"), Path(tmp), int(opts.get("rt_priority", 50)))
     png = opts.get("png", "runs/bench/serve_latency.png")
     Path(png).parent.mkdir(parents=True, exist_ok=True)
     _histogram(samples, png)

@@ -119,10 +119,11 @@ def robot_spec_for(parts: tuple[ObservationSpec, ActionSpec, HeightmapSpec], pol
     return PolicySpec(parts[0], parts[1], parts[2], policy_spec.group, policy_spec.family, policy_spec.version)
 
 
-def spawn_server(package: str, token_env: str, timeout: float = 30.0) -> tuple[subprocess.Popen, str]:
+def spawn_server(package: str, token_env: str, timeout: float = 30.0, rt_priority: int = 0
+                 ) -> tuple[subprocess.Popen, str]:
     """Start ``robot-stack serve`` on a free loopback port; returns the process and its endpoint."""
     cmd = [sys.executable, "-m", "robot_stack", "serve", "--policy", package, "--bind", "tcp://127.0.0.1:*",
-           "--token-env", token_env]
+           "--token-env", token_env, "--rt-priority", str(rt_priority)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -142,7 +143,8 @@ def make_policy(cfg: RunConfig, parts, cleanup: list):
     if src.server or src.spawn_server:
         endpoint = src.server
         if src.spawn_server:
-            proc, endpoint = spawn_server(src.package, src.token_env)
+            # a local server answers inside the loop's period: it gets the loop's priority
+            proc, endpoint = spawn_server(src.package, src.token_env, rt_priority=cfg.loop.rt_priority)
             cleanup.append(lambda: (proc.terminate(), proc.wait(5)))
         client = PolicyClient(endpoint, token=os.environ.get(src.token_env) or None)
         cleanup.append(client.close)

@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-message-bytes", type=int, default=0, help="request size limit (0: from the spec)")
     parser.add_argument("--no-batch", action="store_true", help="run one inference per request")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--rt-priority", type=int, default=0, metavar="N",
+                        help="serve under SCHED_FIFO at priority N (1-99; needs root, CAP_SYS_NICE or `ulimit -r`), "
+                             "so that other processes on the robot PC cannot delay a reply; 0 (default): normal")
 
 
 def read_token(token_env: str | None, token_file: str | None) -> str | None:
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
 
     token = read_token(args.token_env, args.token_file)
     cfg = ServeConfig(policy=args.policy, bind=args.bind, token=token, max_message_bytes=args.max_message_bytes,
-                      batch=not args.no_batch, threads=args.threads)
+                      batch=not args.no_batch, threads=args.threads, rt_priority=args.rt_priority)
     policy = load_policy_package(args.policy, None, threads=args.threads)
     server = PolicyServer(policy, cfg)
     endpoint = server.bind()

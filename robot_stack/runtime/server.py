@@ -20,7 +20,7 @@ import zmq
 from robot_stack.runtime import wire
 from robot_stack.runtime.metrics import ServerMetrics
 from robot_stack.runtime.package import OnnxPolicy
-from robot_stack.runtime.realtime import freeze_gc_in_main_thread
+from robot_stack.runtime.realtime import fifo_priority, freeze_gc_in_main_thread
 from robot_stack.specs import SpecError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -37,6 +37,7 @@ class ServeConfig:
     batch: bool = True
     max_batch: int = 16
     threads: int = 1
+    rt_priority: int = 0  # > 0: the serving thread runs under SCHED_FIFO (runtime/realtime.py)
 
 
 @dataclass
@@ -91,12 +92,13 @@ class PolicyServer:
         # measurable next to a ~0.2 ms loopback round trip. The timeout only bounds how late ``stop`` is seen.
         sock.setsockopt(zmq.RCVTIMEO, poll_ms)
         try:
-            while not stop.is_set():
-                try:
-                    first = sock.recv_multipart(copy=True)
-                except zmq.Again:
-                    continue
-                self._send(self.handle_batch(self._drain(first)))
+            with fifo_priority(self.cfg.rt_priority, lambda msg: print(msg, flush=True)):
+                while not stop.is_set():
+                    try:
+                        first = sock.recv_multipart(copy=True)
+                    except zmq.Again:
+                        continue
+                    self._send(self.handle_batch(self._drain(first)))
         finally:
             self.close()
 
