@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,9 +17,16 @@ Examples:
   robot-stack collect collect_lift                               # launch/collect_lift.yaml
   robot-stack collect collect_push episodes=50 noise=0.2 out=runs/push.zarr
   robot-stack collect collect_lift policy=runs/lift.onnx policy_id=lift-relaxed policy_version=3
+  robot-stack collect collect_offline task=stack transitions=500   # runs/datasets/stack_500.zarr
 
 Episode i is reset with seed + i; the seed, the sim config and the initial layout go into the
-episode's metadata so that 'robot-stack replay' can reset identically."""
+episode's metadata so that 'robot-stack replay' can reset identically.
+
+noise: one std or a list; with a list, episode i uses noise[i % len] (mixed-quality data), and
+each episode's metadata holds its own level. transitions: N > 0 records until the store holds
+exactly N transitions as EpisodeDataset counts them ('episodes' is then ignored): a step pairs with
+the next one of its episode, and an episode's last step counts only if it is terminal. The last
+episode is cut short to land on N (its metadata has cut: true); the store must be new."""
 
 
 @dataclass
@@ -26,8 +34,9 @@ class CollectJob:
     task: str = "lift"
     out: str = "runs/collect_{task}.zarr"
     episodes: int = 10
+    transitions: int = 0  # > 0: stop at exactly this many transitions instead of after `episodes`
     policy: str = "expert"  # "expert" (sim.make_expert) or the path of an exported .onnx policy package
-    noise: float = 0.1  # Gaussian noise std added to the expert's actions
+    noise: float | list[float] = 0.1  # Gaussian std added to the actions; a list: episode i uses noise[i % len]
     seed: int = 0
     max_steps: int = 0  # 0 -> the task's horizon
     record_depth: bool = False  # also store the raw depth frame of every step
@@ -45,54 +54,86 @@ def run(args: argparse.Namespace) -> int:
     from robot_stack.config import ConfigError, load
 
     job = load(CollectJob, args.config, args.overrides)
-    if job.episodes < 1 or job.noise < 0 or job.max_steps < 0:
-        raise ConfigError(f"episodes must be >= 1, noise and max_steps >= 0; got {job.episodes}, {job.noise}, "
-                          f"{job.max_steps}")
+    if job.episodes < 1 or job.max_steps < 0 or job.transitions < 0:
+        raise ConfigError(f"episodes must be >= 1, max_steps and transitions >= 0; got {job.episodes}, "
+                          f"{job.max_steps}, {job.transitions}")
+    noise_levels(job)
     summary = collect(job)
-    print(f"recorded {summary['committed']} episodes ({summary['steps']} steps, success "
-          f"{summary['success_rate']:.0%}) into {summary['out']}")
+    print(f"recorded {summary['committed']} episodes ({summary['steps']} steps, {summary['transitions']} "
+          f"transitions, success {summary['success_rate']:.0%}) into {summary['out']}")
     return 0
 
 
-def collect(job: CollectJob) -> dict[str, Any]:
-    """Run the job; returns a summary (committed episodes, steps, success rate, store path)."""
-    from rich.progress import track
+def noise_levels(job: CollectJob) -> list[float]:
+    """The job's noise as a non-empty list of stds >= 0 (ConfigError otherwise)."""
+    from robot_stack.config import ConfigError
 
+    levels = [float(x) for x in job.noise] if isinstance(job.noise, list) else [float(job.noise)]
+    if not levels or any(not np.isfinite(x) or x < 0 for x in levels):
+        raise ConfigError(f"noise must be a number >= 0 or a non-empty list of them, got {job.noise!r}")
+    return levels
+
+
+def collect(job: CollectJob) -> dict[str, Any]:
+    """Run the job; returns a summary (committed episodes, steps, transitions, success rate, store path)."""
     import sim
-    from robot_stack.recorder import EpisodeRecorder
+    from robot_stack.config import ConfigError
+    from robot_stack.recorder import EpisodeRecorder, store
 
     if "seed" in job.sim:
-        from robot_stack.config import ConfigError
-
         raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
+    levels = noise_levels(job)
+    out = job.out.format(task=job.task, transitions=job.transitions)
+    if job.transitions and store.is_store(out):
+        raise ConfigError(f"{out} already holds a store; 'transitions' counts the whole store, so give a new out")
     env = sim.make_env(job.task, **job.sim)
     obs_spec, action_spec, hm_spec = env.policy_spec_parts
     act, policy_meta = _policy(job, env, obs_spec, action_spec, hm_spec)
-    out = job.out.format(task=job.task)
     meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
             "heightmap": hm_spec.to_dict(), **policy_meta}
-    successes, steps = [], 0
     with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait") as rec:
-        for i in track(range(job.episodes), description=f"collecting {job.task}"):
-            ok, n = _episode(env, rec, act, job, job.seed + i)
-            successes.append(ok)
-            steps += n
+        successes, steps, transitions = _record(env, rec, act, job, levels)
         rec.flush()
         committed = rec.stats["episodes_committed"]
     env.close()
-    return {"committed": committed, "steps": steps, "success_rate": float(np.mean(successes)), "out": out}
+    return {"committed": committed, "steps": steps, "transitions": transitions,
+            "success_rate": float(np.mean(successes)), "out": out}
+
+
+def _record(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[float]) -> tuple[list[bool], int, int]:
+    """Episodes until ``job.episodes`` (or ``job.transitions`` when set); (successes, steps, transitions)."""
+    from rich.progress import Progress
+
+    successes, steps, transitions, idle = [], 0, 0, 0
+    total = job.transitions or job.episodes
+    with Progress() as bar:
+        task = bar.add_task(f"collecting {job.task}", total=total)
+        for i in itertools.count():
+            left = job.transitions - transitions if job.transitions else None
+            if (left is None and i >= job.episodes) or left == 0:
+                break
+            ok, n, t = _episode(env, rec, act, job, job.seed + i, levels[i % len(levels)], left)
+            successes.append(ok)
+            steps, transitions = steps + n, transitions + t
+            idle = 0 if t else idle + 1
+            if idle >= 10:  # only if every episode ends on its second step while one transition is missing
+                raise RuntimeError(f"{job.task}: 10 episodes in a row added no transition; cannot reach "
+                                   f"{job.transitions} transitions exactly")
+            bar.update(task, completed=transitions if job.transitions else i + 1)
+    return successes, steps, transitions
 
 
 def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec: Any):
     import sim
 
     if job.policy == "expert":
-        expert = sim.make_expert(job.task, env, noise=job.noise, seed=job.seed)
+        expert = sim.make_expert(job.task, env, seed=job.seed)
 
-        def act_expert(obs: dict[str, np.ndarray], reset: bool = False) -> np.ndarray:
+        def act_expert(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
             if reset:
                 expert.reset()
+                expert.noise = noise
                 return np.zeros(0)
             return expert.act(obs, env)
 
@@ -107,35 +148,46 @@ def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec:
         raise SpecError(f"{job.policy} does not fit task {job.task}: " + "; ".join(
             mismatches(obs_spec, policy.spec.observation) + mismatches(action_spec, policy.spec.action)))
     rng = np.random.default_rng(job.seed)
+    episode = {"noise": 0.0}
 
-    def act_policy(obs: dict[str, np.ndarray], reset: bool = False) -> np.ndarray:
+    def act_policy(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
         if reset:
+            episode["noise"] = noise
             return np.zeros(0)
         a = np.asarray(policy.act(obs), dtype=np.float32)
-        return np.clip(a + rng.normal(0, job.noise, a.shape), -1, 1).astype(np.float32) if job.noise else a
+        std = episode["noise"]
+        return np.clip(a + rng.normal(0, std, a.shape), -1, 1).astype(np.float32) if std else a
 
     version = job.policy_version or str(getattr(policy, "metadata", {}).get("version", ""))
     return act_policy, {"policy_id": job.policy_id or str(job.policy), "policy_version": version, "noise": job.noise}
 
 
-def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int) -> tuple[bool, int]:
+def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: float,
+             left: int | None) -> tuple[bool, int, int]:
+    """One episode; ``left``: transitions still wanted (None: no limit). Returns (success, steps, transitions)."""
     obs, info = env.reset(seed=seed)
-    act(obs, reset=True)
-    rec.start_episode({"seed": seed, "layout": info.get("layout")})
-    limit = job.max_steps or int(getattr(env, "horizon", 0) or 10**9)
-    success, n = bool(info.get("success", False)), 0
-    for _ in range(limit):
+    act(obs, reset=True, noise=noise)
+    rec.start_episode({"seed": seed, "layout": info.get("layout"), "noise": noise})
+    horizon = job.max_steps or int(getattr(env, "horizon", 0) or 10**9)
+    # Stopping after step k without a terminal gives k - 1 transitions, so left + 1 steps can give left.
+    limit = horizon if left is None else min(horizon, left + 1)
+    success, n, terminal, cut = bool(info.get("success", False)), 0, False, False
+    for k in range(1, limit + 1):
         depth = env.render() if job.record_depth else None
         t0 = time.perf_counter()
         action = act(obs)
         latency = time.perf_counter() - t0
         next_obs, reward, terminated, truncated, info = env.step(action)
+        if terminated and left is not None and k > left:
+            cut = True  # a terminal step here would make left + 1: drop it, the next episode fills the gap
+            break
         extra = {"terminal": bool(terminated), "latency_policy": latency}
         if depth is not None:
             extra["depth"] = depth
         rec.add_step(obs, action, float(reward), extra)
-        obs, n, success = next_obs, n + 1, bool(info.get("success", False))
+        obs, n, terminal, success = next_obs, k, bool(terminated), bool(info.get("success", False))
         if terminated or truncated:
             break
-    rec.end_episode(success)
-    return success, n
+    cut = cut or (left is not None and not terminal and n == left + 1 and n < horizon)
+    rec.end_episode(success, cut=cut)
+    return success, n, n if terminal else max(n - 1, 0)
