@@ -1,22 +1,33 @@
 """A Universal Robots arm through ``ur_rtde`` (optional extra ``ur``): the same ``Arm`` interface as the sim arm.
 
-Each control period becomes one ``servoL`` towards the current TCP pose + the (already filtered) ``dpos``
-and ``dyaw``, with the tool kept pointing down. ``hold`` re-sends the current pose, ``stop`` calls
-``servoStop`` + ``speedStop``. The gripper is a digital output (a pneumatic or I/O-driven gripper); wire
-another gripper by overriding ``_set_gripper``. The stack's world frame is the robot base frame
-translated/rotated by ``base_to_world`` (4x4, metres) as measured at calibration (docs/deploy.md).
-Untested against hardware here: no UR controller or URSim was available when it was written.
+Each control period becomes one ``servoL`` towards the pose this driver last reported (the pose the safety
+filter checked the command against) + the (already filtered) ``dpos`` and ``dyaw``, with the tool kept
+pointing down. ``hold`` re-sends the current pose, ``stop`` calls ``servoStop`` + ``speedStop``, ``close``
+also stops the control script and disconnects. The gripper is a digital output (a pneumatic or I/O-driven
+gripper); wire another gripper by overriding ``_set_gripper``. The stack's world frame is the robot base
+frame translated/rotated by ``base_to_world`` (4x4, metres) as measured at calibration (docs/deploy.md).
+Every failure of the interface (an exception, a refused command, a lost connection) is an ``ArmError``.
+Tested against in-process stand-ins for the ur_rtde interfaces (tests/test_ur.py), not against a UR
+controller or URSim.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from robot_stack.devices import Arm, ArmCommand, ArmError, ArmState
+
+# ur_rtde's own range checks (rtde_control_interface.h); values outside them raise inside servoL/moveL
+LOOKAHEAD_RANGE = (0.03, 0.2)
+GAIN_RANGE = (100.0, 2000.0)
+MAX_SPEED = 1.0          # m/s for the move to home (the oldest ur_rtde's moveL limit)
+MAX_ACCELERATION = 2.0   # m/s^2
 
 
 def _identity() -> list[list[float]]:
@@ -33,12 +44,42 @@ class URConfig:
     speed: float = 0.25              # m/s for moveL to home
     acceleration: float = 0.5        # m/s^2
     home: list[float] = field(default_factory=lambda: [0.5, 0.0, 0.15])  # world-frame TCP home position
-    gripper_output: int = 0          # standard digital output driving the gripper (-1: no gripper)
+    gripper_output: int = 0          # standard digital output 0-7 driving the gripper (-1: no gripper)
     gripper_close_high: bool = True  # output level that closes the gripper
     base_to_world: list[list[float]] = field(default_factory=_identity)
 
+    def __post_init__(self) -> None:
+        if not self.host:
+            raise ValueError("host: the UR controller's address is empty")
+        _check_range("frequency", self.frequency, 1.0, 500.0, " Hz")
+        _check_range("period", self.period, 1e-3, 10.0, " s")
+        _check_range("lookahead", self.lookahead, *LOOKAHEAD_RANGE, " s")
+        _check_range("gain", self.gain, *GAIN_RANGE, "")
+        _check_range("speed", self.speed, 1e-6, MAX_SPEED, " m/s")
+        _check_range("acceleration", self.acceleration, 1e-6, MAX_ACCELERATION, " m/s^2")
+        if len(self.home) != 3 or not all(math.isfinite(v) for v in self.home):
+            raise ValueError(f"home must be a finite world position [x, y, z] in metres, got {self.home}")
+        if not -1 <= self.gripper_output <= 7:
+            raise ValueError(f"gripper_output must be a standard digital output 0-7 or -1, got {self.gripper_output}")
+        _check_rigid(self.base_to_world)
 
-def _import_rtde():
+
+def _check_range(name: str, value: float, low: float, high: float, unit: str) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be in [{low:g}, {high:g}]{unit}, got {value!r}")
+
+
+def _check_rigid(matrix: list[list[float]]) -> None:
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (4, 4) or not np.all(np.isfinite(m)):
+        raise ValueError(f"base_to_world must be a finite 4x4 matrix, got shape {m.shape}")
+    rot = m[:3, :3]
+    if (not np.allclose(m[3], [0, 0, 0, 1]) or not np.allclose(rot @ rot.T, np.eye(3), atol=1e-3)
+            or np.linalg.det(rot) < 0):
+        raise ValueError("base_to_world must be a rigid transform (rotation + translation, last row 0 0 0 1)")
+
+
+def _import_rtde() -> tuple[Any, Any, Any]:
     try:
         import rtde_control
         import rtde_io
@@ -58,16 +99,27 @@ def _rotvec_to_matrix(rv: np.ndarray) -> np.ndarray:
 
 
 def _matrix_to_rotvec(m: np.ndarray) -> np.ndarray:
-    angle = math.acos(max(-1.0, min(1.0, (np.trace(m) - 1) / 2)))
-    if angle < 1e-9:
-        return np.zeros(3)
-    if abs(angle - math.pi) < 1e-6:
-        axis = np.sqrt(np.maximum((np.diag(m) + 1) / 2, 0))
-        axis[1] = math.copysign(axis[1], m[0, 1] + m[1, 0]) if axis[0] > 0 else axis[1]
-        axis[2] = math.copysign(axis[2], m[0, 2] + m[2, 0]) if axis[0] > 0 else axis[2]
-        return axis / np.linalg.norm(axis) * angle
-    axis = np.array([m[2, 1] - m[1, 2], m[0, 2] - m[2, 0], m[1, 0] - m[0, 1]]) / (2 * math.sin(angle))
-    return axis * angle
+    """Axis-angle of a rotation matrix through its quaternion (Shepperd's method).
+
+    A tool pointing down is a half-turn, where ``acos(trace)`` and the skew part lose the axis; picking the
+    largest quaternion component keeps every angle up to pi exact.
+    """
+    tr = float(np.trace(m))
+    i = int(np.argmax([tr, m[0, 0], m[1, 1], m[2, 2]]))
+    if i == 0:
+        w = math.sqrt(max(1.0 + tr, 0.0)) / 2
+        q = np.array([w, (m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w)])
+    else:
+        a, b, c = {1: (0, 1, 2), 2: (1, 2, 0), 3: (2, 0, 1)}[i]
+        v = math.sqrt(max(1.0 + m[a, a] - m[b, b] - m[c, c], 0.0)) / 2
+        q = np.empty(4)
+        q[0] = (m[c, b] - m[b, c]) / (4 * v)
+        q[1 + a], q[1 + b], q[1 + c] = v, (m[a, b] + m[b, a]) / (4 * v), (m[a, c] + m[c, a]) / (4 * v)
+    q = q if q[0] >= 0 else -q
+    s = float(np.linalg.norm(q[1:]))
+    if s < 1e-12:
+        return 2.0 * q[1:]
+    return q[1:] / s * (2.0 * math.atan2(s, q[0]))
 
 
 def _down_rotation(yaw: float) -> np.ndarray:
@@ -77,22 +129,31 @@ def _down_rotation(yaw: float) -> np.ndarray:
 
 
 class URArm(Arm):
-    def __init__(self, cfg: URConfig) -> None:
-        rtde_control, rtde_receive, rtde_io = _import_rtde()
+    """``rtde``: the (rtde_control, rtde_receive, rtde_io) modules; ur_rtde's own when None (tests pass stand-ins)."""
+
+    def __init__(self, cfg: URConfig, rtde: tuple[Any, Any, Any] | None = None) -> None:
+        rtde_control, rtde_receive, rtde_io = rtde if rtde is not None else _import_rtde()
         self.cfg = cfg
         self.world_from_base = np.asarray(cfg.base_to_world, dtype=np.float64)
         self.base_from_world = np.linalg.inv(self.world_from_base)
+        self.control = self.receive = self.io = None
         try:
             self.control = rtde_control.RTDEControlInterface(cfg.host, cfg.frequency)
             self.receive = rtde_receive.RTDEReceiveInterface(cfg.host, cfg.frequency)
             self.io = rtde_io.RTDEIOInterface(cfg.host)
-        except RuntimeError as exc:
+        except Exception as exc:  # ur_rtde raises RuntimeError, boost errors arrive as RuntimeError or OSError
+            self._disconnect()
             raise ArmError(f"cannot connect to the UR controller at {cfg.host}: {exc}") from exc
         self._gripper = -1.0
+        self._pose: tuple[np.ndarray, float] | None = None  # world pose of the last state handed out
+        self._closed = False
 
     # ---- frames ------------------------------------------------------------------------------------------
     def _world_pose(self) -> tuple[np.ndarray, float]:
-        tcp = np.asarray(self.receive.getActualTCPPose(), dtype=np.float64)
+        # after a lost connection ur_rtde keeps returning the last pose it received: check first
+        if not self._call("isConnected", self.receive.isConnected):
+            raise ArmError(f"lost the RTDE connection to the UR controller at {self.cfg.host}")
+        tcp = np.asarray(self._call("getActualTCPPose", self.receive.getActualTCPPose), dtype=np.float64)
         if tcp.shape != (6,) or not np.all(np.isfinite(tcp)):
             raise ArmError(f"UR returned an unusable TCP pose: {tcp}")
         base = np.eye(4)
@@ -109,48 +170,91 @@ class URArm(Arm):
 
     # ---- Arm -----------------------------------------------------------------------------------------------
     def state(self) -> ArmState:
+        self._check_open()
         pos, yaw = self._world_pose()
         return ArmState(ee_pos=pos, ee_yaw=yaw, gripper=1.0 if self._gripper > 0 else 0.0, timestamp=time.time())
 
     def reset(self) -> ArmState:
+        self._check_open()
         _, yaw = self._world_pose()
         self._set_gripper(-1.0)
-        if not self.control.moveL(self._base_target(np.asarray(self.cfg.home), yaw), self.cfg.speed,
-                                  self.cfg.acceleration):
+        # moveL is not a servo command: leave servo mode first
+        self._call("servoStop", self.control.servoStop)
+        target = self._base_target(np.asarray(self.cfg.home, dtype=np.float64), yaw)
+        if not self._call("moveL", self.control.moveL, target, self.cfg.speed, self.cfg.acceleration):
             raise ArmError("UR moveL to home failed (protective stop? program not running?)")
-        return self.state()
+        return self._report()
 
     def apply(self, command: ArmCommand) -> ArmState:
-        pos, yaw = self._world_pose()
-        target = self._base_target(pos + np.asarray(command.dpos, dtype=np.float64), yaw + command.dyaw)
-        self._servo(target)
+        self._check_open()
+        dpos = np.asarray(command.dpos, dtype=np.float64)
+        if dpos.shape != (3,) or not np.all(np.isfinite(dpos)) or not math.isfinite(command.dyaw):
+            raise ArmError(f"refusing a non-finite or malformed command: dpos={command.dpos}, dyaw={command.dyaw}")
+        # relative to the pose the safety filter saw, not a fresher reading: keeps its box and step guarantees
+        pos, yaw = self._pose if self._pose is not None else self._world_pose()
+        self._servo(self._base_target(pos + dpos, yaw + command.dyaw))
         if (command.gripper > 0) != (self._gripper > 0):
             self._set_gripper(command.gripper)
-        return self.state()
+        return self._report()
 
     def hold(self) -> ArmState:
+        self._check_open()
         pos, yaw = self._world_pose()
         self._servo(self._base_target(pos, yaw))
-        return self.state()
+        return self._report()
 
     def stop(self) -> None:
-        self.control.servoStop()
-        self.control.speedStop()
+        self._check_open()
+        self._pose = None
+        self._call("servoStop", self.control.servoStop)
+        self._call("speedStop", self.control.speedStop)
 
     def close(self) -> None:
+        if self._closed:
+            return
         try:
             self.stop()
-            self.control.stopScript()
+            self._call("stopScript", self.control.stopScript)
         finally:
-            self.control.disconnect()
-            self.receive.disconnect()
+            self._closed = True
+            self._disconnect()
+
+    # ---- helpers -------------------------------------------------------------------------------------------
+    def _report(self) -> ArmState:
+        state = self.state()
+        self._pose = (state.ee_pos.copy(), state.ee_yaw)
+        return state
 
     def _servo(self, target: list[float]) -> None:
-        if not self.control.servoL(target, 0.0, 0.0, self.cfg.period, self.cfg.lookahead, self.cfg.gain):
+        if not self._call("isConnected", self.control.isConnected):
+            raise ArmError(f"lost the RTDE control connection to the UR controller at {self.cfg.host}")
+        cfg = self.cfg
+        if not self._call("servoL", self.control.servoL, target, 0.0, 0.0, cfg.period, cfg.lookahead, cfg.gain):
             raise ArmError("UR servoL refused the target (protective stop or lost connection)")
 
     def _set_gripper(self, command: float) -> None:
         self._gripper = 1.0 if command > 0 else -1.0
         if self.cfg.gripper_output >= 0:
             level = (self._gripper > 0) == self.cfg.gripper_close_high
-            self.io.setStandardDigitalOut(self.cfg.gripper_output, level)
+            if not self._call("setStandardDigitalOut", self.io.setStandardDigitalOut, self.cfg.gripper_output, level):
+                raise ArmError(f"UR refused to set digital output {self.cfg.gripper_output} (the gripper)")
+
+    def _call(self, what: str, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception as exc:  # RuntimeError (connection, state), ValueError (ur_rtde's range checks), ...
+            raise ArmError(f"UR {what} failed (controller {self.cfg.host}): {type(exc).__name__}: {exc}") from exc
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ArmError("the UR arm is closed")
+
+    def _disconnect(self) -> None:
+        for iface in (self.control, self.receive, self.io):
+            disconnect = getattr(iface, "disconnect", None)  # older ur_rtde has no RTDEIOInterface.disconnect
+            if disconnect is None:
+                continue
+            try:
+                disconnect()
+            except Exception:  # closing anyway: the other interfaces must still be released
+                pass
