@@ -51,3 +51,47 @@ def test_gc_is_frozen_only_from_the_main_thread() -> None:
         assert freeze_gc_in_main_thread() and gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_a_server_with_rt_priority_answers_and_its_thread_ends_cleanly(tmp_path) -> None:
+    import numpy as np
+
+    from robot_stack.runtime import PolicyClient, ServeConfig, load_policy_package, serve_in_thread
+    from robot_stack.runtime.synthetic import default_spec, make_package
+
+    spec = default_spec(16)
+    policy = load_policy_package(make_package(tmp_path / "p.onnx", spec, kind="conv"), spec)
+    server, thread, stop = serve_in_thread(policy, ServeConfig(bind="tcp://127.0.0.1:*", rt_priority=5))
+    try:
+        with PolicyClient(server.endpoint, timeout=5.0) as client:
+            obs = {"heightmap": np.full((1, 16, 16), 0.02, np.float32), "gripper": np.array([0.0, 0.5], np.float32)}
+            np.testing.assert_allclose(client.act(obs), policy.act(obs), atol=1e-6)
+    finally:
+        stop.set()
+        thread.join(5)
+    assert not thread.is_alive()
+
+
+def test_zmq_context_io_threads_get_the_priority_when_permitted() -> None:
+    import zmq
+
+    from robot_stack.runtime.realtime import zmq_context
+
+    assert zmq_context(0) is zmq.Context.instance()
+    with fifo_priority(7, lambda msg: None) as permitted:
+        pass
+    context = zmq_context(7)
+    if not permitted:  # no rights: the shared context, normal priority, and no abort inside libzmq
+        assert context is zmq.Context.instance()
+        return
+    sock = context.socket(zmq.DEALER)  # the I/O thread starts with the first socket
+    try:
+        policies = {}
+        for task in os.listdir(f"/proc/{os.getpid()}/task"):
+            with open(f"/proc/{os.getpid()}/task/{task}/comm") as fh:
+                policies.setdefault(fh.read().strip(), []).append(
+                    (os.sched_getscheduler(int(task)), os.sched_getparam(int(task)).sched_priority))
+        assert (os.SCHED_FIFO, 7) in policies["ZMQbg/IO/0"]
+    finally:
+        sock.close(linger=0)
+        context.term()

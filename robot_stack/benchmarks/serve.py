@@ -109,7 +109,7 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_prio
     from hardware.sim_arm import SimArm, projector_for
     from robot_stack.commands.run import robot_spec_for, spawn_server
     from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter
-    from robot_stack.runtime.realtime import fifo_priority
+    from robot_stack.runtime.realtime import fifo_priority, zmq_context
     from robot_stack.runtime.synthetic import make_package
     from robot_stack.specs import PolicySpec
 
@@ -122,7 +122,8 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_prio
     proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN", rt_priority=rt_priority)
     rate = 30.0
     try:
-        client = PolicyClient(endpoint, token="bench", expected=robot_spec_for(arm.env.policy_spec_parts, spec))
+        client = PolicyClient(endpoint, token="bench", expected=robot_spec_for(arm.env.policy_spec_parts, spec),
+                              context=zmq_context(rt_priority))
         camera = arm.camera()
         cfg = LoopConfig(rate_hz=rate, max_steps=int(seconds * rate), silent_periods=3, rt_priority=rt_priority)
         loop = ControlLoop(arm, camera, projector_for(camera, spec.heightmap), client,

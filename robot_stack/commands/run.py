@@ -138,6 +138,7 @@ def spawn_server(package: str, token_env: str, timeout: float = 30.0, rt_priorit
 
 def make_policy(cfg: RunConfig, parts, cleanup: list):
     from robot_stack.runtime import PolicyClient, load_policy_package, read_spec
+    from robot_stack.runtime.realtime import zmq_context
 
     src = cfg.policy
     if src.server or src.spawn_server:
@@ -146,7 +147,8 @@ def make_policy(cfg: RunConfig, parts, cleanup: list):
             # a local server answers inside the loop's period: it gets the loop's priority
             proc, endpoint = spawn_server(src.package, src.token_env, rt_priority=cfg.loop.rt_priority)
             cleanup.append(lambda: (proc.terminate(), proc.wait(5)))
-        client = PolicyClient(endpoint, token=os.environ.get(src.token_env) or None)
+        client = PolicyClient(endpoint, token=os.environ.get(src.token_env) or None,
+                              context=zmq_context(cfg.loop.rt_priority))
         cleanup.append(client.close)
         client.hello(robot_spec_for(parts, client.spec))
         return client, client.spec

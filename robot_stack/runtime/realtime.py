@@ -7,6 +7,7 @@ import gc
 import os
 import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 
 def freeze_gc_in_main_thread() -> bool:
@@ -50,3 +51,25 @@ def fifo_priority(priority: int, log: Callable[[str], None] = print) -> Iterator
         yield True
     finally:
         os.sched_setscheduler(0, before[0], before[1])
+
+
+def zmq_context(priority: int) -> Any:
+    """A pyzmq context whose I/O threads run under SCHED_FIFO at ``priority`` when this process may do that,
+    else the shared default context.
+
+    Every message of a round trip passes through an I/O thread on each side; at normal priority those wait
+    behind any busy process, which undoes a FIFO loop or server. The policy is set only after a probe of the
+    permission: libzmq aborts the process if it cannot apply the priority to a new thread.
+    """
+    import zmq
+
+    if priority <= 0:
+        return zmq.Context.instance()
+    with fifo_priority(priority, log=lambda msg: None) as permitted:
+        pass
+    if not permitted:
+        return zmq.Context.instance()
+    context = zmq.Context()
+    context.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)
+    context.set(zmq.THREAD_PRIORITY, priority)
+    return context
