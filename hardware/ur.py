@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from robot_stack.devices import Arm, ArmCommand, ArmError, ArmState
 
@@ -90,36 +91,13 @@ def _import_rtde() -> tuple[Any, Any, Any]:
 
 
 def _rotvec_to_matrix(rv: np.ndarray) -> np.ndarray:
-    angle = float(np.linalg.norm(rv))
-    if angle < 1e-12:
-        return np.eye(3)
-    k = rv / angle
-    kx = np.array([[0, -k[2], k[1]], [k[2], 0, -k[0]], [-k[1], k[0], 0]])
-    return np.eye(3) + math.sin(angle) * kx + (1 - math.cos(angle)) * kx @ kx
+    return Rotation.from_rotvec(rv).as_matrix()
 
 
 def _matrix_to_rotvec(m: np.ndarray) -> np.ndarray:
-    """Axis-angle of a rotation matrix through its quaternion (Shepperd's method).
-
-    A tool pointing down is a half-turn, where ``acos(trace)`` and the skew part lose the axis; picking the
-    largest quaternion component keeps every angle up to pi exact.
-    """
-    tr = float(np.trace(m))
-    i = int(np.argmax([tr, m[0, 0], m[1, 1], m[2, 2]]))
-    if i == 0:
-        w = math.sqrt(max(1.0 + tr, 0.0)) / 2
-        q = np.array([w, (m[2, 1] - m[1, 2]) / (4 * w), (m[0, 2] - m[2, 0]) / (4 * w), (m[1, 0] - m[0, 1]) / (4 * w)])
-    else:
-        a, b, c = {1: (0, 1, 2), 2: (1, 2, 0), 3: (2, 0, 1)}[i]
-        v = math.sqrt(max(1.0 + m[a, a] - m[b, b] - m[c, c], 0.0)) / 2
-        q = np.empty(4)
-        q[0] = (m[c, b] - m[b, c]) / (4 * v)
-        q[1 + a], q[1 + b], q[1 + c] = v, (m[a, b] + m[b, a]) / (4 * v), (m[a, c] + m[c, a]) / (4 * v)
-    q = q if q[0] >= 0 else -q
-    s = float(np.linalg.norm(q[1:]))
-    if s < 1e-12:
-        return 2.0 * q[1:]
-    return q[1:] / s * (2.0 * math.atan2(s, q[0]))
+    """Axis-angle (UR's pose format) of a rotation matrix; exact at the half-turn of a tool pointing down, where
+    a hand-rolled ``acos(trace)`` conversion loses the axis."""
+    return Rotation.from_matrix(m).as_rotvec()
 
 
 def _down_rotation(yaw: float) -> np.ndarray:
