@@ -147,18 +147,30 @@ def _export_module(mod: nn.Module) -> nn.Module:
 
 
 class MLPHead(nn.Module):
-    """Plain head for the CNN families: [features, vector(, action)] -> outputs (ELU like the escnn head)."""
+    """Plain head for the CNN families: [features, vector(, action)] -> outputs (ELU like the escnn head).
 
-    def __init__(self, in_dim: int, hidden: int, out_dim: int) -> None:
+    ``action_dim > 0`` (the critic): the last ``action_dim`` inputs also enter through a bilinear term
+    ``s^T W a`` with s the other inputs. Through concatenation alone the encoder gets no first-order gradient
+    from a target like Q = a . direction(s) (its mean over actions is 0 in every state), and the critic sat on
+    that plateau for ~2000 updates on toy reach (docs/results/offline.md); the escnn head does not need it, as
+    its regular hidden fields pair each orientation of the features with the action rotated to it.
+    """
+
+    def __init__(self, in_dim: int, hidden: int, out_dim: int, action_dim: int = 0) -> None:
         super().__init__()
         self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ELU(), nn.Linear(hidden, hidden), nn.ELU(),
                                  nn.Linear(hidden, out_dim))
+        self.action_dim = action_dim
+        self.bilinear = nn.Bilinear(in_dim - action_dim, action_dim, out_dim) if action_dim else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        if self.bilinear is None:
+            return self.net(x)
+        k = self.action_dim
+        return self.net(x) + self.bilinear(x[:, :-k], x[:, -k:])
 
     def export(self) -> nn.Module:
-        return self.net
+        return self.net if self.bilinear is None else self
 
 
 class EquivariantHead(nn.Module):

@@ -135,7 +135,7 @@ class Critic(_Net):
         else:
             in_dim = self.encoder.out_dim + self.vector_dim + ACTION_DIM
             hidden = cnn_channels(cfg, cfg.hidden)
-            self.heads = nn.ModuleList([MLPHead(in_dim, hidden, 1) for _ in range(n_heads)])
+            self.heads = nn.ModuleList([MLPHead(in_dim, hidden, 1, ACTION_DIM) for _ in range(n_heads)])
 
     def forward(self, heightmap: torch.Tensor, vector: torch.Tensor, action: torch.Tensor):
         self._check(heightmap, vector, action)
