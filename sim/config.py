@@ -29,7 +29,7 @@ class SimConfig:
     depth_dropout: float = 0.0  # fraction of pixels reported as 0 (no return)
     dpos: float = 0.0
     dtheta: float = 0.0
-    seed: int | None = None
+    seed: int | None = None  # None: reset(seed=...) seeds layouts and noise; the scene gets sim.env.UNSEEDED_SCENE_SEED
 
     def __post_init__(self) -> None:
         if self.camera not in CAMERAS:

@@ -51,6 +51,11 @@ REACH_HEIGHT = 0.05  # the reach target hovers this high above its pad
 REACH_TOLERANCE = 0.02
 DOOR_HANDLE_HEIGHT = 0.07  # the door handle's centre above the table: under the ee's home height, top-down reachable
 MIN_EE_HEIGHT = 0.005  # the ee may not be commanded into the table
+# robosuite draws a scene's build-time randomness (Lift's cube half-sizes, U(2.0, 2.2 cm): lift, push, reach) once,
+# from default_rng(seed), when the model is built; hard_reset=False keeps it for the env's life and reset(seed=...)
+# cannot redraw it. Unseeded (seed None) it came from OS entropy, so an episode was not determined by its reset seed
+# and sim config: a store recorded in one process did not replay in another. Unseeded builds take this seed instead.
+UNSEEDED_SCENE_SEED = 0
 
 
 def check_task(task: str) -> None:
@@ -71,8 +76,9 @@ class ManipulationEnv(gym.Env):
         self.heightmap_spec = HeightmapSpec(size=cfg.heightmap_size, workspace=WORKSPACE)
         self.observation_spec = ObservationSpec.create(self.heightmap_spec)
         self.center = np.array(WORKSPACE.center[:2])
-        self._rs = tasks.build_robosuite_env(task, cfg.robot, cfg.control_freq, cfg.physics_timestep, cfg.seed,
-                                             self._friction_patch_mj())
+        self.scene_seed = UNSEEDED_SCENE_SEED if cfg.seed is None else cfg.seed
+        self._rs = tasks.build_robosuite_env(task, cfg.robot, cfg.control_freq, cfg.physics_timestep,
+                                             self.scene_seed, self._friction_patch_mj())
         self._model, self._data = self._rs.sim.model._model, self._rs.sim.data._data
         self._robot = self._rs.robots[0]
         self._arm = self._robot.arms[0]

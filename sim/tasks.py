@@ -125,7 +125,7 @@ def controller_config(robot: str) -> dict:
     return cfg
 
 
-def build_robosuite_env(task: str, robot: str, control_freq: int, timestep: float, seed: int | None,
+def build_robosuite_env(task: str, robot: str, control_freq: int, timestep: float, seed: int,
                         friction_patch: tuple[float, float, float, float, float] | None):
     cls = type(TASK_CLASSES[task].__name__, (TASK_CLASSES[task],), {"friction_patch": friction_patch})
     kwargs = {"use_latch": False} if task == "door" else {}
