@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+import time
 
 import pytest
 
@@ -86,12 +87,25 @@ def test_zmq_context_io_threads_get_the_priority_when_permitted() -> None:
         return
     sock = context.socket(zmq.DEALER)  # the I/O thread starts with the first socket
     try:
-        policies = {}
-        for task in os.listdir(f"/proc/{os.getpid()}/task"):
-            with open(f"/proc/{os.getpid()}/task/{task}/comm") as fh:
-                policies.setdefault(fh.read().strip(), []).append(
-                    (os.sched_getscheduler(int(task)), os.sched_getparam(int(task)).sched_priority))
-        assert (os.SCHED_FIFO, 7) in policies["ZMQbg/IO/0"]
+        # The new thread names itself and applies the policy once it runs: wait for it (a loaded CI machine)
+        deadline = time.monotonic() + 10.0
+        while (os.SCHED_FIFO, 7) not in _thread_policies().get("ZMQbg/IO/0", []) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (os.SCHED_FIFO, 7) in _thread_policies()["ZMQbg/IO/0"]
     finally:
         sock.close(linger=0)
         context.term()
+
+
+def _thread_policies() -> dict[str, list[tuple[int, int]]]:
+    """Thread name -> [(scheduling policy, priority)] for this process's threads (Linux /proc)."""
+    policies: dict[str, list[tuple[int, int]]] = {}
+    for task in os.listdir(f"/proc/{os.getpid()}/task"):
+        try:
+            with open(f"/proc/{os.getpid()}/task/{task}/comm") as fh:
+                name = fh.read().strip()
+            policy = (os.sched_getscheduler(int(task)), os.sched_getparam(int(task)).sched_priority)
+        except (FileNotFoundError, ProcessLookupError):  # a thread that ended meanwhile
+            continue
+        policies.setdefault(name, []).append(policy)
+    return policies
