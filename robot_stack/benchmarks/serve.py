@@ -109,16 +109,14 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_prio
     from hardware.sim_arm import SimArm, projector_for
     from robot_stack.commands.run import robot_spec_for, spawn_server
     from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter
-    from robot_stack.runtime.realtime import fifo_priority, zmq_context
+    from robot_stack.runtime.realtime import rt_permitted, zmq_context
     from robot_stack.runtime.synthetic import make_package
     from robot_stack.specs import PolicySpec
 
     arm = SimArm.from_task(task, seed=0) if task == "toy_reach" else SimArm.from_task(task, seed=0, horizon=10**6)
     spec = PolicySpec(*arm.env.policy_spec_parts, group="C8", family="synthetic")
     path = make_package(workdir / "loop_policy.onnx", spec, kind="conv")
-    with fifo_priority(rt_priority, log=lambda msg: None) as permitted:
-        pass
-    rt_priority = rt_priority if permitted else 0
+    rt_priority = rt_priority if rt_permitted(rt_priority) else 0
     proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN", rt_priority=rt_priority)
     rate = 30.0
     try:

@@ -42,13 +42,12 @@ def read_token(token_env: str | None, token_file: str | None) -> str | None:
 
 def run(args: argparse.Namespace) -> int:
     from robot_stack.runtime import PolicyServer, ServeConfig, load_policy_package
-    from robot_stack.runtime.realtime import zmq_context
 
     token = read_token(args.token_env, args.token_file)
     cfg = ServeConfig(policy=args.policy, bind=args.bind, token=token, max_message_bytes=args.max_message_bytes,
                       batch=not args.no_batch, threads=args.threads, rt_priority=args.rt_priority)
     policy = load_policy_package(args.policy, None, threads=args.threads)
-    server = PolicyServer(policy, cfg, context=zmq_context(args.rt_priority))
+    server = PolicyServer(policy, cfg)
     endpoint = server.bind()
     print(f"serving {args.policy} on {endpoint} (token {'on' if token else 'off'}, "
           f"limit {server.max_bytes} bytes)", flush=True)

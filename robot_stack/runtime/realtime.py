@@ -53,6 +53,12 @@ def fifo_priority(priority: int, log: Callable[[str], None] = print) -> Iterator
         os.sched_setscheduler(0, before[0], before[1])
 
 
+def rt_permitted(priority: int) -> bool:
+    """Whether this thread may run under SCHED_FIFO at ``priority`` (tried and undone at once, silently)."""
+    with fifo_priority(priority, log=lambda msg: None) as permitted:
+        return permitted
+
+
 def zmq_context(priority: int) -> Any:
     """A pyzmq context whose I/O threads run under SCHED_FIFO at ``priority`` when this process may do that,
     else the shared default context.
@@ -63,11 +69,7 @@ def zmq_context(priority: int) -> Any:
     """
     import zmq
 
-    if priority <= 0:
-        return zmq.Context.instance()
-    with fifo_priority(priority, log=lambda msg: None) as permitted:
-        pass
-    if not permitted:
+    if not rt_permitted(priority):  # also 0: normal scheduling
         return zmq.Context.instance()
     context = zmq.Context()
     context.set(zmq.THREAD_SCHED_POLICY, os.SCHED_FIFO)

@@ -20,7 +20,7 @@ import zmq
 from robot_stack.runtime import wire
 from robot_stack.runtime.metrics import ServerMetrics
 from robot_stack.runtime.package import OnnxPolicy
-from robot_stack.runtime.realtime import fifo_priority, freeze_gc_in_main_thread
+from robot_stack.runtime.realtime import fifo_priority, freeze_gc_in_main_thread, zmq_context
 from robot_stack.specs import SpecError
 
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5555"
@@ -61,7 +61,7 @@ class PolicyServer:
         self.max_bytes = cfg.max_message_bytes or 2 * observation_bytes(policy) + 65_536
         self.metrics = ServerMetrics()
         self.started = time.time()
-        self._context = context or zmq.Context.instance()
+        self._context = context or zmq_context(cfg.rt_priority)
         self._socket: zmq.Socket | None = None
         self.endpoint = ""
 
