@@ -226,7 +226,13 @@ class SAC:
     def _update_actor(self, hm, vec, act=None, expert=None) -> dict[str, float]:
         mean, log_std = self.actor(hm, vec)
         action, logp = squash(mean, log_std)
-        q1, q2 = self.critic(hm, vec, action)
+        # A frozen critic: the actor's gradient only needs the path through the action, and autograd then skips
+        # the backward through the critic's encoder (weight gradients that the next critic step discarded).
+        self.critic.requires_grad_(False)
+        try:
+            q1, q2 = self.critic(hm, vec, action)
+        finally:
+            self.critic.requires_grad_(True)
         loss = (self.alpha.detach() * logp - torch.min(q1, q2).squeeze(-1)).mean() + _regularizer(self.actor)
         bc = 0.0
         if expert is not None and act is not None and float(expert.sum()) > 0:

@@ -101,6 +101,23 @@ def test_sac_update_with_real_relaxed_networks_and_cnn_aug(tmp_path):
     del env
 
 
+def test_actor_step_leaves_the_critic_untouched_and_trainable(tmp_path):
+    cfg = config.build(TrainConfig, {"env": {"heightmap_size": 16}, "network": TINY_NET, "expert_episodes": 1,
+                                     "out_dir": str(tmp_path), "sac": {"batch_size": 8, "rotated_copies": 0}})
+    trainer = Trainer(cfg)
+    trainer.seed_expert_episodes()
+    agent, batch = trainer.agent, trainer.buffer.sample(8)
+    hm, vec = agent._tensor(batch["heightmap"]), agent._tensor(batch["vector"])
+    agent.critic_opt.zero_grad(set_to_none=True)
+    before = [p.detach().clone() for p in agent.actor.parameters()]
+    agent._update_actor(hm, vec)
+    # the actor learned through the critic, but no critic weight gradient was computed or kept
+    assert any(not torch.equal(b, p) for b, p in zip(before, agent.actor.parameters(), strict=True))
+    assert all(p.grad is None for p in agent.critic.parameters())
+    assert all(p.requires_grad for p in agent.critic.parameters())
+    assert np.isfinite(agent.update(batch)["critic_loss"])
+
+
 def _success_rate(env: ToyReachEnv, policy, episodes: int, seed: int) -> float:
     wins = 0
     for ep in range(episodes):
