@@ -2,10 +2,13 @@
 
 Figures: for 64 and 128 px heightmaps, p50/p99 of (a) ``session.run`` on the same package in this process
 (the baseline) and (b) ``PolicyClient.act`` to a ``robot-stack serve`` subprocess over loopback TCP;
-the overhead is (b) - (a) at each percentile. (c) A bare pyzmq echo of the same request bytes shows the floor the
-transport sets on this machine. Then the sim arm (robosuite reach, ray-cast camera) runs at
-30 Hz through the server for 10 minutes (``--quick``: 30 s), counting missed deadlines. Options:
+the overhead is (b) - (a) at each percentile. (c) A bare pyzmq echo of the same request bytes shows the floor
+the transport sets on this machine. The three series take turns in blocks, so a change in the host's load
+between them cannot pass for overhead; the spread of the per-block overhead p99 shows that noise.
+Then the sim arm (robosuite reach, ray-cast camera) runs at 30 Hz through the server for 10 minutes
+(``--quick``: 30 s), counting missed deadlines. Options:
 ``png=FILE`` (latency histogram, default runs/bench/serve_latency.png), ``task=reach``, ``seconds=N``,
+``repeats=N`` (round trips per series and size; default 5000, ``--quick`` 500),
 ``rt_priority=N`` (default 50: loop and server under SCHED_FIFO, as docs/deploy.md advises for a robot PC;
 0 or no permission: normal scheduling; the report says which).
 """
@@ -16,6 +19,8 @@ import multiprocessing as mp
 import os
 import tempfile
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +29,8 @@ import zmq
 from robot_stack.benchmarks import BenchReport, percentiles_ms, time_calls
 from robot_stack.runtime import wire
 
+OPTIONS = ("png", "task", "seconds", "repeats", "rt_priority")
+
 
 def _options(options: list[str]) -> dict[str, str]:
     out = {}
@@ -31,10 +38,13 @@ def _options(options: list[str]) -> dict[str, str]:
         if "=" not in item:
             raise ValueError(f"bench serve options look like key=value (png=..., task=..., seconds=...), got {item!r}")
         key, value = item.split("=", 1)
-        if key not in ("png", "task", "seconds", "rt_priority"):
-            raise ValueError(f"unknown bench serve option {key!r}; valid: png, task, seconds, rt_priority")
+        if key not in OPTIONS:
+            raise ValueError(f"unknown bench serve option {key!r}; valid: {', '.join(OPTIONS)}")
         out[key] = value
     return out
+
+
+BLOCKS = 10  # the three series take turns in this many blocks, so a drift in the host's load hits them alike
 
 
 def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) -> dict[str, np.ndarray]:
@@ -49,28 +59,44 @@ def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) ->
     obs = {"heightmap": rng.random((1, size, size), dtype=np.float32) * 0.1,
            "gripper": np.array([0.0, 0.5], np.float32)}
     feeds = policy.stack([obs])
-    bare = time_calls(lambda: policy.session.run(["action"], feeds), repeats, warmup=20)
+    frame = wire.encode({"v": wire.PROTOCOL_VERSION, "type": "act", "id": 1, "token": "bench", "obs": obs})
     os.environ.setdefault("ROBOT_STACK_BENCH_TOKEN", "bench")
     proc, endpoint = spawn_server(str(path), "ROBOT_STACK_BENCH_TOKEN")
     try:
-        with PolicyClient(endpoint, token="bench", timeout=2.0) as client:
-            served = time_calls(lambda: client.act(obs), repeats, warmup=20)
+        with PolicyClient(endpoint, token="bench", timeout=2.0) as client, _zmq_echo(frame) as echo:
+            calls = {"onnxruntime": lambda: policy.session.run(["action"], feeds),
+                     "server_roundtrip": lambda: client.act(obs), "zmq_echo": echo}
+            blocks = _interleaved(calls, repeats)
     finally:
         proc.terminate()
         proc.wait(5)
-    echo = _zmq_echo(wire.encode({"v": wire.PROTOCOL_VERSION, "type": "act", "id": 1, "token": "bench", "obs": obs}),
-                     repeats)
-    for name, samples in (("onnxruntime", bare), ("server_roundtrip", served), ("zmq_echo", echo)):
+    series = {name: np.concatenate(parts) for name, parts in blocks.items()}
+    for name, samples in series.items():
         p50, p99 = percentiles_ms(samples)
         report.add(f"{name}_{size}px_p50", p50, "ms")
         report.add(f"{name}_{size}px_p99", p99, "ms")
-    b50, b99 = percentiles_ms(bare)
-    s50, s99 = percentiles_ms(served)
+    b50, b99 = percentiles_ms(series["onnxruntime"])
+    s50, s99 = percentiles_ms(series["server_roundtrip"])
     report.add(f"overhead_{size}px_p50", s50 - b50, "ms")
     report.add(f"overhead_{size}px_p99", s99 - b99, "ms")
+    per_block = [percentiles_ms(s)[1] - percentiles_ms(b)[1]
+                 for s, b in zip(blocks["server_roundtrip"], blocks["onnxruntime"], strict=True)]
+    report.add(f"overhead_{size}px_p99_per_block_min", min(per_block), "ms")
+    report.add(f"overhead_{size}px_p99_per_block_max", max(per_block), "ms")
     report.add(f"roundtrip_vs_onnxruntime_{size}px_p50_ratio", s50 / b50, "x")
     report.target(f"overhead_{size}px_p99", "<=", 0.5)
-    return {f"onnxruntime {size}px": bare, f"server round trip {size}px": served, f"pyzmq echo {size}px": echo}
+    return {f"onnxruntime {size}px": series["onnxruntime"], f"server round trip {size}px": series["server_roundtrip"],
+            f"pyzmq echo {size}px": series["zmq_echo"]}
+
+
+def _interleaved(calls: dict[str, Callable[[], object]], repeats: int) -> dict[str, list[np.ndarray]]:
+    """``repeats`` timed calls of each function, taken in ``BLOCKS`` turns: block i of every series, then i + 1."""
+    per_block = max(1, repeats // BLOCKS)
+    blocks: dict[str, list[np.ndarray]] = {name: [] for name in calls}
+    for _ in range(BLOCKS):
+        for name, fn in calls.items():
+            blocks[name].append(time_calls(fn, per_block, warmup=20))
+    return blocks
 
 
 def _echo_server(ready) -> None:
@@ -82,8 +108,9 @@ def _echo_server(ready) -> None:
         sock.send_multipart(sock.recv_multipart())
 
 
-def _zmq_echo(frame: bytes, repeats: int) -> np.ndarray:
-    """Round trips of the act request's bytes through a bare pyzmq echo process: the floor that the library and
+@contextmanager
+def _zmq_echo(frame: bytes) -> Iterator[Callable[[], None]]:
+    """A round trip of the act request's bytes through a bare pyzmq echo process: the floor that the library and
     this machine's loopback set under any server built on pyzmq."""
     ctx = mp.get_context("spawn")
     ready = ctx.Queue()
@@ -98,7 +125,7 @@ def _zmq_echo(frame: bytes, repeats: int) -> np.ndarray:
             sock.send(frame)
             sock.recv()
 
-        return time_calls(roundtrip, repeats, warmup=20)
+        yield roundtrip
     finally:
         sock.close()
         proc.kill()
@@ -173,7 +200,7 @@ def _histogram(samples: dict[str, np.ndarray], path: str) -> None:
 def run(quick: bool, options: list[str]) -> BenchReport:
     opts = _options(options)
     report = BenchReport("serve")
-    repeats = 500 if quick else 5000
+    repeats = int(opts.get("repeats", 500 if quick else 5000))
     seconds = float(opts.get("seconds", 30 if quick else 600))
     with tempfile.TemporaryDirectory() as tmp:
         samples = {}
