@@ -1,10 +1,14 @@
-"""``robot-stack sweep``: a grid of network families x seeds x task variants, one SAC training run each, on Ray.
+"""``robot-stack sweep``: a grid of network families x seeds x task variants, one SAC training run each, on Ray;
+or, with ``job: offline``, a grid of offline algos x families x datasets x seeds (``policies.sweep_offline``,
+whose docstring shows that sweep file).
 
-Every trial is a Ray task (Ray core) that runs ``policies.train`` with progress bars and export
-off. Results go to ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv``
-(one row per trial), ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95%
-t-confidence band, one panel per variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed
-group-convolution weights w_l(h) of every relaxed actor, averaged over banks).
+Every trial is a Ray task (Ray core) that runs ``policies.train`` (or, for ``job: offline``, ``robot-stack
+offline``'s ``run_job``) with progress bars and export off. A ``job: train`` sweep writes
+``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv`` (one row per trial),
+``<out_dir>/learning_curves.png`` (mean success over seeds with a 95% t-confidence band, one panel per
+variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
+relaxed actor, averaged over banks). A ``job: offline`` sweep writes ``results.csv`` (one row per trial),
+``success_vs_size.png`` and ``table.md``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import numpy as np
 from robot_stack import config
 
 NO_VARIANT = "none"
+JOBS = ("train", "offline")
 
 
 class SweepError(config.ConfigError):
@@ -42,11 +47,31 @@ class SweepConfig:
     cpus_per_trial: float = 1.0
     gpus_per_trial: float = 0.0
     connect_timeout_s: float = 5.0
+    job: str = "train"  # train: online SAC (base = a train launch file); offline: CQL/IQL/BC (base = offline_*)
+    algos: list[str] = field(default_factory=lambda: ["cql", "iql", "bc"])  # job: offline only
+    datasets: list[str | dict[str, str]] = field(default_factory=list)  # job: offline: paths or {name, path}
 
     def __post_init__(self) -> None:
-        for key in ("families", "seeds", "variants"):
+        for key in ("families", "seeds", "variants", "algos"):
             if not getattr(self, key):
                 raise ValueError(f"sweep {key} must not be empty")
+        if self.job not in JOBS:
+            raise ValueError(f"sweep job {self.job!r} is not one of {list(JOBS)}")
+        if self.job == "offline":
+            self._check_offline()
+        elif self.datasets:
+            raise ValueError("sweep datasets apply to job: offline only (set job: offline)")
+
+    def _check_offline(self) -> None:
+        from policies.sweep_offline import ALGOS
+
+        bad = [a for a in self.algos if a not in ALGOS]
+        if bad:
+            raise ValueError(f"sweep algos {bad} unknown; valid: {list(ALGOS)}")
+        if not self.datasets:
+            raise ValueError("sweep job: offline needs datasets (zarr store paths, or {name, path} mappings)")
+        if self.variants != [NO_VARIANT]:
+            raise ValueError("sweep variants apply to job: train only; set an offline grid's env options in overrides")
 
     @property
     def run_dir(self) -> Path:
@@ -65,10 +90,14 @@ class Trial:
         return f"{self.family}_{self.variant}_s{self.seed}"
 
 
-def make_trials(cfg: SweepConfig) -> list[Trial]:
+def make_trials(cfg: SweepConfig) -> list[Any]:
     """The grid, each trial's training config built (and so checked) up front: a typo fails before Ray starts."""
     from policies.train import TrainConfig
 
+    if cfg.job == "offline":
+        from policies.sweep_offline import make_offline_trials
+
+        return make_offline_trials(cfg)
     base = config.read_yaml(config.resolve_launch_file(cfg.base))
     base = config.apply_overrides(base, _flatten(cfg.overrides))
     trials = []
@@ -151,23 +180,47 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], 
     except ConnectionError as exc:
         raise SweepError(f"cannot connect to Ray at {address!r}: {exc}") from exc
     try:
+        check_resources(ray.cluster_resources(), cfg)
         results = _run_all(ray, cfg, trials, setup, progress)
     finally:
         ray.shutdown()
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
     config.save(cfg, out / "sweep.yaml")
+    if cfg.job == "offline":
+        from policies.sweep_offline import write_offline_outputs
+
+        write_offline_outputs(out, trials, results)
+        return out
     write_results(out, trials, results)
     plot_learning_curves(out / "results.csv", out / "learning_curves.png")
     plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
     return out
 
 
-def _run_all(ray, cfg: SweepConfig, trials: list[Trial], setup, progress: bool) -> list[dict[str, Any]]:
+def check_resources(have: dict[str, float], cfg: SweepConfig) -> None:
+    """A trial that asks for more CPUs or GPUs than the whole cluster has would wait forever: refuse it."""
+    for name, need in (("CPU", cfg.cpus_per_trial), ("GPU", cfg.gpus_per_trial)):
+        if need > have.get(name, 0.0):
+            raise SweepError(f"each trial asks for {need:g} {name} ({name.lower()}s_per_trial) but the Ray cluster has "
+                             f"{have.get(name, 0.0):g}; lower {name.lower()}s_per_trial or add nodes with {name}s")
+
+
+OUTPUTS = {"train": "results.csv, final.csv, learning_curves.png, relaxed_weights.png",
+           "offline": "results.csv, success_vs_size.png, table.md"}
+
+
+def _run_all(ray, cfg: SweepConfig, trials: list[Any], setup, progress: bool) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(run_trial)
-    refs = [remote.remote(t.train_config, setup) for t in trials]
+    if cfg.job == "offline":
+        from policies.sweep_offline import run_offline_trial
+
+        fn, payloads = run_offline_trial, [t.job_config for t in trials]
+    else:
+        fn, payloads = run_trial, [t.train_config for t in trials]
+    remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(fn)
+    refs = [remote.remote(p, setup) for p in payloads]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[dict[str, Any]] = [{}] * len(trials)
     pending = list(refs)
@@ -179,9 +232,14 @@ def _run_all(ray, cfg: SweepConfig, trials: list[Trial], setup, progress: bool) 
             done, pending = ray.wait(pending, num_returns=1)
             i = index[done[0]]
             results[i] = ray.get(done[0])
-            final = results[i]["evals"][-1]["success_rate"] if results[i]["evals"] else float("nan")
-            bar.update(task, advance=1, last=f"{trials[i].label}: success {final:.0%}")
+            bar.update(task, advance=1, last=f"{trials[i].label}: success {_final_success(results[i]):.0%}")
     return results
+
+
+def _final_success(result: dict[str, Any]) -> float:
+    if "evals" in result:
+        return result["evals"][-1]["success_rate"] if result["evals"] else float("nan")
+    return result.get("success_rate", float("nan"))
 
 
 CSV_FIELDS = ("family", "variant", "seed", "step", "success_rate", "return")

@@ -21,6 +21,8 @@ Examples:
 The datasets are checked before training starts: an empty dataset, an observation spec that differs
 from the task's, or NaN/inf anywhere is refused with a message naming the problem."""
 
+EVAL_SEED_OFFSET = 10_000  # evaluation episode i resets with env seed seed + EVAL_SEED_OFFSET + i
+
 
 @dataclass
 class OfflineJob:
@@ -106,7 +108,8 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     history = offline.train_loop(algo, stream, job.steps, job.log_every, job.progress)
     train_seconds = time.perf_counter() - t0
-    result = offline.evaluate(offline.torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed + 10_000)
+    result = offline.evaluate(offline.torch_policy(algo.actor, spec, device), env, job.eval_episodes,
+                              job.seed + EVAL_SEED_OFFSET)
     out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {"out_dir": str(out), "eval": result, "train_seconds": train_seconds, "transitions": len(data),

@@ -1,14 +1,29 @@
-"""robot-stack sweep CONFIG [--address ADDR] [key=value ...]: a grid of families x seeds x variants on Ray."""
+"""robot-stack sweep CONFIG [--address ADDR] [key=value ...]: a grid of families x seeds x variants (or, with
+job: offline, algos x families x datasets x seeds) on Ray."""
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "run a grid of network families x seeds x task variants through Ray; CSV + PNG results"
-DESCRIPTION = (HELP + "\n\nExamples:\n  robot-stack sweep launch/sweep_push.yaml\n"
-               "  robot-stack sweep sweep_push --address 10.0.0.5:6379 seeds=[0,1,2,3,4]\n\n"
-               "Without --address a local Ray is started. Writes results.csv, final.csv, learning_curves.png\n"
-               "(95% confidence bands over seeds) and relaxed_weights.png to the sweep's out_dir.")
+HELP = "run a grid of network families x seeds x task variants (or offline algos x datasets) on Ray; CSV + PNG"
+DESCRIPTION = HELP + """
+
+Examples:
+  robot-stack sweep launch/sweep_push.yaml
+  robot-stack sweep sweep_push --address 10.0.0.5:6379 seeds=[0,1,2,3,4]
+  robot-stack sweep sweep_offline_lift                       # CQL/IQL/BC x families x lift_{100..5000}.zarr
+  robot-stack sweep sweep_offline_toy overrides.steps=50 out_dir=runs/smoke
+
+Sweep file keys: name, job (train | offline), base (the launch file each trial starts from),
+overrides (nested keys applied to base), families, seeds, out_dir, num_cpus (local Ray),
+cpus_per_trial, gpus_per_trial, connect_timeout_s; job: train also variants, variant_key;
+job: offline also algos (cql, iql, bc) and datasets (zarr paths, each labelled by its transition
+count, or {name: N, path: P}). Datasets and every trial's config are checked before Ray starts.
+
+Without --address a local Ray is started. job: train writes results.csv, final.csv,
+learning_curves.png (95% confidence bands over seeds) and relaxed_weights.png to the sweep's
+out_dir; job: offline writes results.csv (one row per trial), success_vs_size.png (mean over
+seeds, 95% band, random policy dashed) and table.md."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.sweep import SweepConfig, run_sweep
+    from policies.sweep import OUTPUTS, SweepConfig, run_sweep
     from robot_stack import config
 
     cfg = config.load(SweepConfig, args.config, args.overrides)
     out = run_sweep(cfg, address=args.address)
-    print(f"sweep results in {out}: results.csv, final.csv, learning_curves.png, relaxed_weights.png")
+    print(f"sweep results in {out}: {OUTPUTS[cfg.job]}")
     return 0

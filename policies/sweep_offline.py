@@ -1,0 +1,314 @@
+"""Offline grids for ``robot-stack sweep`` (``job: offline``): algos x families x datasets x seeds, one
+``robot-stack offline`` job (``run_job``) per trial.
+
+A sweep file for an offline grid (every other key as in ``policies.sweep.SweepConfig``)::
+
+    name: lift
+    job: offline              # default: train (online SAC, policies.train)
+    base: offline_lift        # the offline launch file every trial starts from
+    overrides: {steps: 100000}
+    algos: [cql, iql, bc]
+    families: [relaxed, exact, cnn]
+    datasets:                 # zarr stores; each is labelled by its transition count ...
+      - runs/datasets/lift_100.zarr
+      - {name: expert, path: runs/datasets/lift_expert.zarr}   # ... or by the name given
+    seeds: [0, 1, 2]
+
+Every dataset is opened and counted, and every trial's job config built, before Ray starts: a missing or
+unreadable store, a typo'd key, an unknown algo or family fails there, naming it. Outputs in the sweep's
+out_dir: ``results.csv`` (one row per trial), ``success_vs_size.png`` (success against dataset size, one
+panel per algo, one line per family, mean over seeds with a 95% t-band, the random policy dashed) and
+``table.md`` (the same as a markdown table).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_stack import config
+
+ALGOS = ("cql", "iql", "bc")
+DATASET_KEYS = ("name", "path")
+
+
+@dataclass
+class Dataset:
+    label: str
+    path: str
+    transitions: int
+
+
+@dataclass
+class OfflineTrial:
+    algo: str
+    family: str
+    dataset: Dataset
+    seed: int
+    job_config: dict[str, Any]
+
+    @property
+    def label(self) -> str:
+        return f"{self.algo}_{self.family}_{self.dataset.label}_s{self.seed}"
+
+
+# ---------------------------------------------------------------- the grid, checked before Ray starts
+
+def read_datasets(entries: list[Any]) -> list[Dataset]:
+    """Each entry (a path or ``{name, path}``) opened and its transitions counted; errors name the entry."""
+    from policies.sweep import SweepError
+
+    out = []
+    for i, entry in enumerate(entries):
+        where = f"datasets[{i}]"
+        name, path = _dataset_entry(entry, where)
+        n = count_transitions(path, where)
+        out.append(Dataset(name or str(n), path, n))
+    labels = [d.label for d in out]
+    twins = sorted({x for x in labels if labels.count(x) > 1})
+    if twins:
+        raise SweepError(f"datasets: label(s) {twins} given to more than one store; give them distinct names "
+                         f"({{name: ..., path: ...}})")
+    return out
+
+
+def _dataset_entry(entry: Any, where: str) -> tuple[str, str]:
+    from policies.sweep import SweepError
+
+    if isinstance(entry, str):
+        return "", entry
+    unknown = sorted(set(entry) - set(DATASET_KEYS))
+    if unknown or "path" not in entry:
+        raise SweepError(f"{where}: a dataset is a path or a mapping with keys {list(DATASET_KEYS)} (path required); "
+                         f"got keys {sorted(entry)}")
+    return str(entry.get("name") or ""), str(entry["path"])
+
+
+def count_transitions(path: str, where: str) -> int:
+    """Transitions as ``robot-stack offline`` loads them (``EpisodeDataset.transitions()``)."""
+    from policies.sweep import SweepError
+    from robot_stack.recorder import EpisodeDataset
+    from robot_stack.specs import SpecError
+
+    if "://" not in path and not Path(path).exists():
+        raise SweepError(f"{where}: dataset {path!r} does not exist (record it with `robot-stack collect`, "
+                         f"e.g. python scripts/offline_datasets.py TASK)")
+    try:
+        return len(EpisodeDataset(path).transitions()["action"])
+    except (FileNotFoundError, SpecError) as exc:
+        raise SweepError(f"{where}: cannot use dataset {path!r}: {exc}") from exc
+
+
+def make_offline_trials(cfg: Any) -> list[OfflineTrial]:
+    """The grid of a ``job: offline`` sweep, each trial's ``OfflineJob`` built (and so checked) up front."""
+    from policies.sweep import SweepError, _flatten
+
+    base = config.read_yaml(config.resolve_launch_file(cfg.base))
+    base = config.apply_overrides(base, _flatten(cfg.overrides))
+    datasets = read_datasets(cfg.datasets)
+    trials = []
+    for dataset in datasets:
+        for algo in cfg.algos:
+            for family in cfg.families:
+                for seed in cfg.seeds:
+                    trial = OfflineTrial(algo, family, dataset, seed, {})
+                    try:
+                        trial.job_config = _job_config(base, trial, cfg.run_dir)
+                    except config.ConfigError as exc:
+                        raise SweepError(f"sweep base {cfg.base!r} with trial {trial.label}: {exc}") from exc
+                    trials.append(trial)
+    return trials
+
+
+def _job_config(base: dict[str, Any], trial: OfflineTrial, run_dir: Path) -> dict[str, Any]:
+    from policies.networks import NetworkConfig
+    from robot_stack.commands.offline import OfflineJob
+
+    data = config.apply_overrides(base, [f"algo={trial.algo}", f"network.family={trial.family}",
+                                         f"seed={trial.seed}", "progress=false", "export=false"])
+    data.update(datasets=[trial.dataset.path], out_dir=str(run_dir / "trials"), name=trial.label)
+    job = config.build(OfflineJob, data)
+    config.build(NetworkConfig, dict(job.network), "network")  # the job keeps it a dict: check family and sizes here
+    return config.to_dict(job)
+
+
+# ---------------------------------------------------------------- one trial (inside a Ray worker)
+
+def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | None = None) -> dict[str, Any]:
+    """One offline job: its evaluation, last logged training metrics, and a random policy on the same seeds.
+
+    A run that diverges (non-finite loss) is a result, not a crash of the whole grid: it comes back with
+    ``error`` set and no success rate."""
+    if setup is not None:
+        setup()
+    from robot_stack.commands.offline import OfflineJob, run_job
+
+    job = config.build(OfflineJob, job_config)
+    started = time.perf_counter()
+    try:
+        summary = run_job(job)
+    except FloatingPointError as exc:
+        return {"error": str(exc), "seconds": time.perf_counter() - started, "random_success": random_success(job)}
+    last = summary["history"][-1] if summary["history"] else {}
+    ev = summary["eval"]
+    return {"success_rate": ev["success_rate"], "return": ev["mean_return"], "length": ev["mean_length"],
+            "transitions": summary["transitions"], "train_seconds": summary["train_seconds"],
+            "seconds": time.perf_counter() - started, "random_success": random_success(job),
+            "metrics": {k: v for k, v in last.items() if k != "step"}, "error": ""}
+
+
+def random_success(job: Any) -> float:
+    """Uniform random actions on the job's evaluation episodes (same env seeds as its policy's)."""
+    from policies import offline
+    from robot_stack.commands.offline import EVAL_SEED_OFFSET
+
+    env, _ = offline.make_eval_env(job.task, job.env, job.network)
+    try:
+        policy = offline.random_policy(job.seed)
+        return offline.evaluate(policy, env, job.eval_episodes, job.seed + EVAL_SEED_OFFSET)["success_rate"]
+    finally:
+        env.close()
+
+
+# ---------------------------------------------------------------- results: CSV, PNG, table
+
+CSV_FIELDS = ("algo", "family", "dataset", "transitions", "seed", "success_rate", "random_success", "return",
+              "length", "train_seconds", "seconds", "error")
+
+
+def write_offline_results(out: Path, trials: list[OfflineTrial], results: list[dict[str, Any]]) -> None:
+    """``results.csv``: one row per trial; the last logged training metrics (algorithm-specific) after the fixed
+    columns, blank where an algorithm does not log them."""
+    metrics = sorted({k for r in results for k in r.get("metrics", {})})
+    with open(out / "results.csv", "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=(*CSV_FIELDS, *metrics))
+        writer.writeheader()
+        for trial, res in zip(trials, results, strict=True):
+            row = {"algo": trial.algo, "family": trial.family, "dataset": trial.dataset.label,
+                   "transitions": res.get("transitions", trial.dataset.transitions), "seed": trial.seed,
+                   **{k: _round(res.get(k, "")) for k in CSV_FIELDS[5:]}}
+            row.update({k: _round(v) for k, v in res.get("metrics", {}).items()})
+            writer.writerow(row)
+
+
+def _round(value: Any) -> Any:
+    return round(value, 6) if isinstance(value, float) else value
+
+
+def read_offline_results(path: Path) -> list[dict[str, Any]]:
+    def number(text: str) -> float:
+        return float(text) if text != "" else math.nan
+
+    with open(path, newline="") as fh:
+        return [{**row, "transitions": int(row["transitions"]), "seed": int(row["seed"]),
+                 "success_rate": number(row["success_rate"]), "random_success": number(row["random_success"])}
+                for row in csv.DictReader(fh)]
+
+
+@dataclass
+class Cell:
+    transitions: int
+    mean: float
+    half: float
+    seeds: int  # finished (non-diverged) seeds behind the mean
+
+
+def grid_cells(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tuple[str, str, str], Cell]:
+    """(algo, family, dataset) -> mean over seeds with the 95% t half-width (``policies.sweep.confidence_band``)."""
+    from policies.sweep import confidence_band
+
+    out = {}
+    for key in dict.fromkeys((r["algo"], r["family"], r["dataset"]) for r in rows):
+        sel = [r for r in rows if (r["algo"], r["family"], r["dataset"]) == key]
+        values = np.array([r[metric] for r in sel if math.isfinite(r[metric])])
+        mean, half = confidence_band(values) if len(values) else (math.nan, math.nan)
+        out[key] = Cell(sel[0]["transitions"], float(mean), float(half), len(values))
+    return out
+
+
+def random_cells(rows: list[dict[str, Any]]) -> dict[str, Cell]:
+    """dataset -> the random policy's success over the seeds (one value per seed: it does not depend on algo)."""
+    from policies.sweep import confidence_band
+
+    out = {}
+    for dataset in dict.fromkeys(r["dataset"] for r in rows):
+        per_seed = {r["seed"]: r["random_success"] for r in rows if r["dataset"] == dataset}
+        values = np.array([v for v in per_seed.values() if math.isfinite(v)])
+        mean, half = confidence_band(values) if len(values) else (math.nan, math.nan)
+        transitions = next(r["transitions"] for r in rows if r["dataset"] == dataset)
+        out[dataset] = Cell(transitions, float(mean), float(half), len(values))
+    return out
+
+
+def _datasets_by_size(rows: list[dict[str, Any]]) -> list[str]:
+    sizes = {r["dataset"]: r["transitions"] for r in rows}
+    return sorted(sizes, key=lambda d: (sizes[d], d))
+
+
+def offline_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: success mean +- 95% half-width per algo x family (rows) and dataset (columns)."""
+    datasets = _datasets_by_size(rows)
+    cells = grid_cells(rows)
+    rand = random_cells(rows)
+    sizes = {d: rand[d].transitions for d in datasets}
+    head = ["algo", "family"] + [d if d == str(sizes[d]) else f"{d} ({sizes[d]})" for d in datasets]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for algo, family in dict.fromkeys((a, f) for a, f, _ in cells):
+        lines.append(f"| {algo} | {family} | " + " | ".join(_cell_text(cells[(algo, family, d)]) for d in datasets)
+                     + " |")
+    lines.append("| random | - | " + " | ".join(_cell_text(rand[d]) for d in datasets) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell_text(cell: Cell) -> str:
+    if not cell.seeds:
+        return "diverged"
+    return f"{cell.mean:.2f} ± {cell.half:.2f}" + ("" if cell.seeds > 1 else " (1 seed)")
+
+
+def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_offline_results(csv_path)
+    datasets = _datasets_by_size(rows)
+    cells, rand = grid_cells(rows), random_cells(rows)
+    algos = list(dict.fromkeys(r["algo"] for r in rows))
+    x = np.arange(len(datasets))
+    fig, axes = plt.subplots(1, len(algos), figsize=(4.5 * len(algos), 3.8), squeeze=False, sharey=True)
+    for ax, algo in zip(axes[0], algos, strict=True):
+        for family in dict.fromkeys(f for a, f, _ in cells if a == algo):
+            _band(ax, x, [cells[(algo, family, d)] for d in datasets], label=family)
+        _band(ax, x, [rand[d] for d in datasets], label="random", color="grey", ls="--")
+        ax.set_title(algo)
+        ax.set_xticks(x, [str(rand[d].transitions) if d == str(rand[d].transitions) else f"{d}\n({rand[d].transitions})"
+                          for d in datasets])
+        ax.set_xlabel("dataset transitions")
+        ax.set_ylim(-0.05, 1.05)
+        ax.legend(fontsize=8)
+    axes[0][0].set_ylabel("eval success rate (mean, 95% CI)")
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=120)
+    plt.close(fig)
+
+
+def _band(ax: Any, x: np.ndarray, cells: list[Cell], **style: Any) -> None:
+    mean = np.array([c.mean for c in cells])
+    half = np.array([c.half for c in cells])
+    (line,) = ax.plot(x, mean, marker="o", **style)
+    ax.fill_between(x, mean - half, mean + half, alpha=0.2, color=line.get_color())
+
+
+def write_offline_outputs(out: Path, trials: list[OfflineTrial], results: list[dict[str, Any]]) -> None:
+    write_offline_results(out, trials, results)
+    plot_success_vs_size(out / "results.csv", out / "success_vs_size.png")
+    (out / "table.md").write_text(offline_table(read_offline_results(out / "results.csv")))
