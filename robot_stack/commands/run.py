@@ -10,9 +10,11 @@ import argparse
 import os
 import subprocess
 import sys
-import time
+import threading
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from robot_stack.runtime.control import LoopConfig
 from robot_stack.runtime.safety import SafetyConfig
@@ -23,6 +25,10 @@ DESCRIPTION = HELP + """
 
 Operator keys (when stdin is a terminal): s start an episode, x or space stop (arm holds), y mark success,
 n mark failure, q quit. Without a terminal, episodes start on their own and keys are ignored.
+
+With policy.spawn_server: true the policy server runs as a child process; everything it prints appears in
+this command's output, each line prefixed "serve: ". It is stopped when the run ends, and stops by itself
+if this process dies.
 """
 
 
@@ -119,24 +125,82 @@ def robot_spec_for(parts: tuple[ObservationSpec, ActionSpec, HeightmapSpec], pol
     return PolicySpec(parts[0], parts[1], parts[2], policy_spec.group, policy_spec.family, policy_spec.version)
 
 
-def spawn_server(package: str, token_env: str, timeout: float = 30.0, rt_priority: int = 0
-                 ) -> tuple[subprocess.Popen, str]:
-    """Start ``robot-stack serve`` on a free loopback port; returns the process and its endpoint."""
+class ServerOutput(threading.Thread):
+    """Reads a spawned server's output for as long as the server lives, handing each line to ``log``.
+
+    Nobody else reads the pipe: without this thread a server that printed more than the pipe buffer (~64 KiB)
+    would block in print() and stop answering mid-episode.
+    """
+
+    def __init__(self, stream: IO[str], log: Callable[[str], None]) -> None:
+        super().__init__(name="serve-output", daemon=True)
+        self.stream, self.log = stream, log
+        self.endpoint: str | None = None
+        self.ready = threading.Event()  # set at the "serving" line, or at end of output (the server exited)
+        self.last: deque[str] = deque(maxlen=5)
+
+    def run(self) -> None:
+        try:
+            for line in self.stream:
+                self._line(line.rstrip("\n"))
+        finally:
+            self.ready.set()
+
+    def _line(self, line: str) -> None:
+        self.last.append(line)
+        if self.endpoint is None and line.startswith("serving "):
+            self.endpoint = line.split(" on ", 1)[1].split()[0]
+            self.ready.set()
+        try:
+            self.log(f"serve: {line}")
+        except Exception:  # drop the line, keep draining: a stalled pipe would stall the server
+            pass
+
+
+class ServerProcess(subprocess.Popen):
+    """A spawned ``robot-stack serve``; ``output`` drains what it prints."""
+
+    output: ServerOutput | None = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """SIGTERM, SIGKILL if it is still running after ``timeout`` s; reaped either way."""
+        if self.poll() is None:
+            self.terminate()
+            try:
+                self.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.kill()
+                self.wait()
+        if self.output is not None:
+            self.output.join(timeout)
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def spawn_server(package: str, token_env: str, timeout: float = 30.0, rt_priority: int = 0,
+                 log: Callable[[str], None] | None = None) -> tuple[ServerProcess, str]:
+    """Start ``robot-stack serve`` on a free loopback port; returns the process and its endpoint.
+
+    Every line the server prints goes to ``log`` (default: stderr) prefixed ``serve: ``. ``proc.stop()`` ends
+    it; it also stops by itself once this process has exited (``serve --parent-pid``), so a caller that is
+    killed or crashes leaves no server behind.
+    """
     cmd = [sys.executable, "-m", "robot_stack", "serve", "--policy", package, "--bind", "tcp://127.0.0.1:*",
-           "--token-env", token_env, "--rt-priority", str(rt_priority)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=os.environ.copy())
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        if line.startswith("serving "):
-            return proc, line.split(" on ", 1)[1].split()[0]
-    proc.kill()
-    raise RuntimeError(f"policy server did not start: {line!r}")
+           "--token-env", token_env, "--rt-priority", str(rt_priority), "--parent-pid", str(os.getpid())]
+    proc = ServerProcess(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
+                         env=os.environ.copy())
+    proc.output = ServerOutput(proc.stdout, log or _to_stderr)
+    proc.output.start()
+    if proc.output.ready.wait(timeout) and proc.output.endpoint:
+        return proc, proc.output.endpoint
+    proc.stop()
+    raise RuntimeError(f"policy server did not start (exit code {proc.returncode}); its last output: "
+                       f"{list(proc.output.last)}")
 
 
-def make_policy(cfg: RunConfig, parts, cleanup: list):
+def make_policy(cfg: RunConfig, parts, cleanup: list, log: Callable[[str], None] = print):
     from robot_stack.runtime import PolicyClient, load_policy_package, read_spec
     from robot_stack.runtime.realtime import zmq_context
 
@@ -145,8 +209,8 @@ def make_policy(cfg: RunConfig, parts, cleanup: list):
         endpoint = src.server
         if src.spawn_server:
             # a local server answers inside the loop's period: it gets the loop's priority
-            proc, endpoint = spawn_server(src.package, src.token_env, rt_priority=cfg.loop.rt_priority)
-            cleanup.append(lambda: (proc.terminate(), proc.wait(5)))
+            proc, endpoint = spawn_server(src.package, src.token_env, rt_priority=cfg.loop.rt_priority, log=log)
+            cleanup.append(proc.stop)
         client = PolicyClient(endpoint, token=os.environ.get(src.token_env) or None,
                               context=zmq_context(cfg.loop.rt_priority))
         cleanup.append(client.close)
@@ -186,7 +250,7 @@ def run_episodes(cfg: RunConfig, keys: Any = None, log=print) -> list:
         camera = make_camera(cfg, arm)
         cleanup.append(camera.close)
         parts = robot_parts(cfg, arm)
-        policy, spec = make_policy(cfg, parts, cleanup)
+        policy, spec = make_policy(cfg, parts, cleanup, log)
         if cfg.record.enabled:
             from robot_stack.recorder import EpisodeRecorder
 

@@ -28,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rt-priority", type=int, default=0, metavar="N",
                         help="serve under SCHED_FIFO at priority N (1-99; needs root, CAP_SYS_NICE or `ulimit -r`), "
                              "so that other processes on the robot PC cannot delay a reply; 0 (default): normal")
+    parser.add_argument("--parent-pid", type=int, default=0, metavar="PID",
+                        help="stop serving once process PID is no longer this server's parent (for launchers: "
+                             "a launcher that crashes or is killed leaves no server behind); 0 (default): off")
 
 
 def read_token(token_env: str | None, token_file: str | None) -> str | None:
@@ -38,6 +41,19 @@ def read_token(token_env: str | None, token_file: str | None) -> str | None:
             raise ValueError(f"token file {token_file} is empty")
         return token
     return os.environ.get(token_env) or None if token_env else None
+
+
+def watch_parent(parent_pid: int, stop: threading.Event, interval: float = 0.5) -> threading.Thread:
+    """Sets ``stop`` once ``parent_pid`` is no longer this process's parent (it exited; the orphan was re-parented)."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid and not stop.wait(interval):
+            pass
+        stop.set()
+
+    thread = threading.Thread(target=watch, name="serve-parent-watch", daemon=True)
+    thread.start()
+    return thread
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
           f"limit {server.max_bytes} bytes)", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    if args.parent_pid:
+        watch_parent(args.parent_pid, stop)
     try:
         server.serve(stop)
     except KeyboardInterrupt:
