@@ -9,6 +9,14 @@ frame translated/rotated by ``base_to_world`` (4x4, metres) as measured at calib
 Every failure of the interface (an exception, a refused command, a lost connection) is an ``ArmError``.
 Tested against in-process stand-ins for the ur_rtde interfaces (tests/test_ur.py), not against a UR
 controller or URSim.
+
+Wrist 3 is kept within ``wrist3_limit_deg`` of zero: the tool's yaw adds up over a long episode (and across
+episodes: ``reset`` keeps it), and a wrist driven into its joint limit faults the controller (protective stop).
+Before each ``servoL`` the driver reads the joints (``getActualQ``) and shortens the yaw step so that wrist 3
+ends inside the limit; a step back towards zero is never shortened. The TCP's z axis is wrist 3's axis (a TCP
+offset along the flange), so with the tool pointing down wrist 3 turns by -dyaw. Translations turn it too:
+the base joint swings as the TCP moves around the base, and wrist 3 follows to hold the tool's yaw, so the
+margin between this limit and the wrist's own joint limit must cover the base joint's swing over the workspace.
 """
 
 from __future__ import annotations
@@ -16,7 +24,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -48,6 +56,7 @@ class URConfig:
     gripper_output: int = 0          # standard digital output 0-7 driving the gripper (-1: no gripper)
     gripper_close_high: bool = True  # output level that closes the gripper
     base_to_world: list[list[float]] = field(default_factory=_identity)
+    wrist3_limit_deg: float = 270.0  # yaw steps keep wrist 3 within +- this (module docstring: the margin)
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -63,6 +72,7 @@ class URConfig:
         if not -1 <= self.gripper_output <= 7:
             raise ValueError(f"gripper_output must be a standard digital output 0-7 or -1, got {self.gripper_output}")
         _check_rigid(self.base_to_world)
+        _check_range("wrist3_limit_deg", self.wrist3_limit_deg, 1.0, 360.0, " deg")
 
 
 def _check_range(name: str, value: float, low: float, high: float, unit: str) -> None:
@@ -100,6 +110,13 @@ def _matrix_to_rotvec(m: np.ndarray) -> np.ndarray:
     return Rotation.from_matrix(m).as_rotvec()
 
 
+def wrist3_dyaw(wrist3: float, dyaw: float, limit: float) -> float:
+    """The part of the yaw step ``dyaw`` that keeps wrist 3 (now at ``wrist3``, turning by -dyaw) within
+    +-``limit``; all radians. A step that turns wrist 3 back towards zero is kept whole, even from beyond."""
+    turn = min(max(-dyaw, min(0.0, -limit - wrist3)), max(0.0, limit - wrist3))
+    return -turn
+
+
 def _down_rotation(yaw: float) -> np.ndarray:
     """Tool z pointing down (world -z), rotated by ``yaw`` about world z."""
     c, s = math.cos(yaw), math.sin(yaw)
@@ -107,11 +124,14 @@ def _down_rotation(yaw: float) -> np.ndarray:
 
 
 class URArm(Arm):
-    """``rtde``: the (rtde_control, rtde_receive, rtde_io) modules; ur_rtde's own when None (tests pass stand-ins)."""
+    """``rtde``: the (rtde_control, rtde_receive, rtde_io) modules; ur_rtde's own when None (tests pass stand-ins).
+    ``log`` gets the wrist-3 clip notice, once per episode."""
 
-    def __init__(self, cfg: URConfig, rtde: tuple[Any, Any, Any] | None = None) -> None:
+    def __init__(self, cfg: URConfig, rtde: tuple[Any, Any, Any] | None = None,
+                 log: Callable[[str], None] = print) -> None:
         rtde_control, rtde_receive, rtde_io = rtde if rtde is not None else _import_rtde()
         self.cfg = cfg
+        self.log = log
         self.world_from_base = np.asarray(cfg.base_to_world, dtype=np.float64)
         self.base_from_world = np.linalg.inv(self.world_from_base)
         self.control = self.receive = self.io = None
@@ -125,15 +145,11 @@ class URArm(Arm):
         self._gripper = -1.0
         self._pose: tuple[np.ndarray, float] | None = None  # world pose of the last state handed out
         self._closed = False
+        self._wrist3_logged = False
 
     # ---- frames ------------------------------------------------------------------------------------------
     def _world_pose(self) -> tuple[np.ndarray, float]:
-        # after a lost connection ur_rtde keeps returning the last pose it received: check first
-        if not self._call("isConnected", self.receive.isConnected):
-            raise ArmError(f"lost the RTDE connection to the UR controller at {self.cfg.host}")
-        tcp = np.asarray(self._call("getActualTCPPose", self.receive.getActualTCPPose), dtype=np.float64)
-        if tcp.shape != (6,) or not np.all(np.isfinite(tcp)):
-            raise ArmError(f"UR returned an unusable TCP pose: {tcp}")
+        tcp = self._read6("getActualTCPPose", self.receive.getActualTCPPose, "TCP pose")
         base = np.eye(4)
         base[:3, :3], base[:3, 3] = _rotvec_to_matrix(tcp[3:]), tcp[:3]
         world = self.world_from_base @ base
@@ -154,6 +170,7 @@ class URArm(Arm):
 
     def reset(self) -> ArmState:
         self._check_open()
+        self._wrist3_logged = False
         _, yaw = self._world_pose()
         self._set_gripper(-1.0)
         # moveL is not a servo command: leave servo mode first
@@ -168,12 +185,27 @@ class URArm(Arm):
         dpos = np.asarray(command.dpos, dtype=np.float64)
         if dpos.shape != (3,) or not np.all(np.isfinite(dpos)) or not math.isfinite(command.dyaw):
             raise ArmError(f"refusing a non-finite or malformed command: dpos={command.dpos}, dyaw={command.dyaw}")
+        command, _ = self.limit_command(command)
         # relative to the pose the safety filter saw, not a fresher reading: keeps its box and step guarantees
         pos, yaw = self._pose if self._pose is not None else self._world_pose()
         self._servo(self._base_target(pos + dpos, yaw + command.dyaw))
         if (command.gripper > 0) != (self._gripper > 0):
             self._set_gripper(command.gripper)
         return self._report()
+
+    def limit_command(self, command: ArmCommand) -> tuple[ArmCommand, bool]:
+        """The yaw step shortened so that wrist 3 stays within +-``wrist3_limit_deg`` (module docstring)."""
+        self._check_open()
+        wrist3 = float(self._read6("getActualQ", self.receive.getActualQ, "joint positions")[5])
+        limit = math.radians(self.cfg.wrist3_limit_deg)
+        dyaw = wrist3_dyaw(wrist3, command.dyaw, limit) if math.isfinite(command.dyaw) else command.dyaw
+        if dyaw == command.dyaw:
+            return command, False
+        if not self._wrist3_logged:
+            self._wrist3_logged = True
+            self.log(f"UR wrist 3 at {math.degrees(wrist3):.1f} deg: yaw steps that would turn it past "
+                     f"+-{self.cfg.wrist3_limit_deg:g} deg are shortened (noted once per episode)")
+        return replace(command, dyaw=dyaw), True
 
     def hold(self) -> ArmState:
         self._check_open()
@@ -202,6 +234,20 @@ class URArm(Arm):
         state = self.state()
         self._pose = (state.ee_pos.copy(), state.ee_yaw)
         return state
+
+    def _read6(self, what: str, fn: Callable[[], Any], name: str) -> np.ndarray:
+        """Six finite numbers from the receive interface, checked connected first: after a lost connection
+        ur_rtde keeps returning the last values it received."""
+        if not self._call("isConnected", self.receive.isConnected):
+            raise ArmError(f"lost the RTDE connection to the UR controller at {self.cfg.host}")
+        value = self._call(what, fn)
+        try:
+            vec = np.asarray(value, dtype=np.float64)
+        except (TypeError, ValueError):
+            vec = np.empty(0)
+        if vec.shape != (6,) or not np.all(np.isfinite(vec)):
+            raise ArmError(f"UR {what} returned unusable {name}: {value!r}")
+        return vec
 
     def _servo(self, target: list[float]) -> None:
         if not self._call("isConnected", self.control.isConnected):

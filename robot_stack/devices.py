@@ -102,6 +102,12 @@ class Arm(abc.ABC):
     def hold(self) -> ArmState:
         """Keep the current pose for one control period (a missed deadline)."""
 
+    def limit_command(self, command: ArmCommand) -> tuple[ArmCommand, bool]:
+        """``command`` within this arm's own limits (beyond the safety filter's, e.g. a joint's range), and
+        whether they changed it. The control loop applies, records and counts what this returns; ``apply``
+        must enforce the same limits for callers that skip it."""
+        return command, False
+
     def stop(self) -> None:  # noqa: B027 - a sim arm has nothing to stop
         """Stop all motion; used when the policy falls silent or the camera is lost."""
 

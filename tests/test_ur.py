@@ -24,6 +24,12 @@ rtde_receive_interface.cpp, rtde_io_interface.h) and its pybind11 bindings:
   pose it received, so the driver asks ``isConnected()`` before trusting a pose.
 - ``RTDEIOInterface.setStandardDigitalOut(output_id 0-7, signal_level) -> bool``; its ``disconnect()`` exists
   only in newer releases.
+- ``RTDEReceiveInterface.getActualQ() -> list[float]``: the six actual joint positions in radians, base first,
+  wrist 3 last.
+
+The controller model's wrist 3 turns by minus the tool's yaw change about the base z axis, the nearest way
+round (the IK solution nearest the current joints), as a UR's does with the tool pointing down; the other
+joints stay put (translations do not turn the model's base joint).
 """
 
 from __future__ import annotations
@@ -83,8 +89,10 @@ def world_pose(world_from_base: np.ndarray, pose: list[float]) -> tuple[np.ndarr
 class Controller:
     """The UR controller behind the stand-ins; ``calls`` is every call made on any interface, in order."""
 
-    def __init__(self, tcp: list[float], follow: float = 1.0) -> None:
+    def __init__(self, tcp: list[float], follow: float = 1.0, wrist3: float = 0.0) -> None:
         self.tcp = np.asarray(tcp, dtype=np.float64)
+        self.q = np.array([0.0, -math.pi / 2, math.pi / 2, -math.pi / 2, -math.pi / 2, wrist3])
+        self.wrist3_targets: list[float] = []  # wrist 3 at each servoL target, had the arm reached it
         self.target: np.ndarray | None = None
         self.follow = follow
         self.connected = True
@@ -104,8 +112,21 @@ class Controller:
     def read(self) -> list[float]:
         if self.target is not None:  # time passed since the last read: the arm moved on towards its target
             self.tcp[:3] += self.follow * (self.target[:3] - self.tcp[:3])
-            self.tcp[3:] = self.target[3:]
+            self.move_to(self.target[3:])
         return self.tcp.tolist()
+
+    def wrist3_at(self, rotvec: np.ndarray) -> float:
+        turn = tool_yaw(rotvec) - tool_yaw(self.tcp[3:])
+        return float(self.q[5] - ((turn + math.pi) % (2 * math.pi) - math.pi))
+
+    def move_to(self, rotvec: np.ndarray) -> None:
+        self.q[5] = self.wrist3_at(rotvec)
+        self.tcp[3:] = rotvec
+
+
+def tool_yaw(rotvec: np.ndarray) -> float:
+    m = Rotation.from_rotvec(rotvec).as_matrix()
+    return math.atan2(m[1, 0], m[0, 0])
 
 
 class FakeControl:
@@ -117,12 +138,14 @@ class FakeControl:
         ok = self.ctl.call("servoL", list(pose), speed, acceleration, time, lookahead_time, gain)
         if ok:
             self.ctl.target = np.asarray(pose, dtype=np.float64)
+            self.ctl.wrist3_targets.append(self.ctl.wrist3_at(self.ctl.target[3:]))
         return ok
 
     def moveL(self, pose, speed=0.25, acceleration=1.2, asynchronous=False) -> bool:
         ok = self.ctl.call("moveL", list(pose), speed, acceleration)
         if ok:
-            self.ctl.tcp, self.ctl.target = np.asarray(pose, dtype=np.float64), None
+            self.ctl.move_to(np.asarray(pose[3:], dtype=np.float64))
+            self.ctl.tcp[:3], self.ctl.target = pose[:3], None
         return ok
 
     def servoStop(self, a=10.0) -> bool:
@@ -151,6 +174,11 @@ class FakeReceive:
     def getActualTCPPose(self) -> list[float]:
         self.ctl.call("getActualTCPPose")
         return self.ctl.read()
+
+    def getActualQ(self) -> list[float]:
+        answer = self.ctl.call("getActualQ")
+        self.ctl.read()
+        return self.ctl.q.tolist() if answer is True else answer
 
     def isConnected(self) -> bool:
         self.ctl.call("receive.isConnected")
@@ -188,11 +216,11 @@ SAFETY = SafetyConfig(workspace=WorkspaceBox(0.35, 0.65, -0.15, 0.15, 0.0, 0.3),
 ACTION = ActionSpec(dpos=0.05, dtheta=math.pi / 8)
 
 
-def make_arm_with(follow: float = 1.0, **cfg: Any) -> tuple[URArm, Controller]:
+def make_arm_with(follow: float = 1.0, log: Any = print, **cfg: Any) -> tuple[URArm, Controller]:
     cfg = {"host": HOST, "base_to_world": BASE_TO_WORLD.tolist(), "home": HOME, **cfg}
     world_from_base = np.asarray(cfg["base_to_world"])
     ctl = Controller(base_pose(world_from_base, [0.45, 0.05, 0.2], START_YAW), follow)
-    return URArm(URConfig(**cfg), rtde=rtde_modules(ctl)), ctl
+    return URArm(URConfig(**cfg), rtde=rtde_modules(ctl), log=log), ctl
 
 
 def last_servo(ctl: Controller) -> tuple:
@@ -364,6 +392,62 @@ def test_missing_ur_rtde_gives_the_install_message(monkeypatch):
         make_arm(load(RunConfig, LAUNCH))
 
 
+# ---- wrist 3 ----------------------------------------------------------------------------------------------
+LIMIT_DEG = 300.0
+LIMIT = math.radians(LIMIT_DEG)
+
+
+def yaw_change(after: float, before: float) -> float:
+    return math.remainder(after - before, 2 * math.pi)
+
+
+def test_many_positive_yaw_steps_never_turn_wrist3_past_its_limit_and_a_step_back_is_taken_whole():
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG)
+    ctl.q[5] = -LIMIT + 0.5  # +dyaw turns wrist 3 negative: 0.5 rad left
+    arm.reset()
+    for _ in range(60):
+        arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=0.15))
+    assert min(ctl.wrist3_targets) >= -LIMIT - 1e-9
+    assert ctl.q[5] == pytest.approx(-LIMIT)  # it got there: the limit stopped it, not the number of steps
+    yaw = arm.state().ee_yaw
+    arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=-0.15))
+    assert ctl.wrist3_targets[-1] == pytest.approx(-LIMIT + 0.15)
+    assert yaw_change(arm.state().ee_yaw, yaw) == pytest.approx(-0.15)
+
+
+def test_from_beyond_the_limit_only_steps_back_are_taken():
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG)
+    ctl.q[5] = LIMIT + 0.1  # a translation turned it there (the base joint swings, wrist 3 follows)
+    arm.reset()
+    yaw = arm.state().ee_yaw
+    arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=-0.15))
+    assert ctl.wrist3_targets[-1] == pytest.approx(LIMIT + 0.1)
+    assert yaw_change(arm.state().ee_yaw, yaw) == pytest.approx(0.0, abs=1e-12)
+    arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=0.15))
+    assert ctl.wrist3_targets[-1] == pytest.approx(LIMIT - 0.05)
+
+
+@pytest.mark.parametrize("failure, match", [
+    (RuntimeError("unable to get state data"), r"UR getActualQ failed .*RuntimeError: unable to get state data"),
+    ([0.1] * 5, r"UR getActualQ returned unusable joint positions: \[0\.1, 0\.1, 0\.1, 0\.1, 0\.1\]"),
+    ([0.0] * 5 + [math.nan], "UR getActualQ returned unusable joint positions"),
+    (None, "UR getActualQ returned unusable joint positions: None"),
+])
+def test_unusable_joint_positions_are_an_arm_error_and_nothing_moves(failure, match):
+    arm, ctl = make_arm_with()
+    arm.reset()
+    servos = len(ctl.named("servoL"))
+    if isinstance(failure, Exception):
+        ctl.raises["getActualQ"] = failure
+    else:
+        ctl.returns["getActualQ"] = failure
+    with pytest.raises(ArmError, match=match):
+        arm.limit_command(ArmCommand(dpos=np.zeros(3)))
+    with pytest.raises(ArmError, match=match):
+        arm.apply(ArmCommand(dpos=np.array([0.01, 0.0, 0.0]), dyaw=0.1))
+    assert len(ctl.named("servoL")) == servos
+
+
 # ---- the control loop driving the UR arm ------------------------------------------------------------------
 class FlatCamera(Camera):
     def __init__(self) -> None:
@@ -417,6 +501,19 @@ def test_the_loop_holds_on_missed_answers_then_stops_the_ur_arm():
     np.testing.assert_allclose(holds[0], np.add(HOME, [0.02, 0.0, 0.0]), atol=1e-12)
 
 
+def test_the_loop_counts_shortened_yaw_steps_as_clips_and_the_arm_notes_them_once_per_episode():
+    notes: list[str] = []
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, log=notes.append)
+    ctl.q[5] = -LIMIT + 0.5
+    turn = np.array([0.0, 0.0, 0.0, 0.5, -1.0])  # 0.5 * pi/8 = 0.196 rad a period, under max_dyaw: no filter clip
+    loop, _ = loop_for(arm, [], lambda: turn)
+    first, second = loop.run_episode(), loop.run_episode()
+    assert (first.reason, first.steps, second.steps) == ("max_steps", 20, 20)
+    assert (first.clipped, second.clipped) == (18, 20)  # two whole steps fit in the 0.5 rad left, then none
+    assert len(notes) == 2 and all(note.startswith("UR wrist 3 at -") for note in notes)
+    assert min(ctl.wrist3_targets) >= -LIMIT - 1e-9
+
+
 def test_a_connection_lost_mid_episode_ends_it_with_an_arm_error_and_an_attempted_stop():
     arm, ctl = make_arm_with()
 
@@ -440,7 +537,8 @@ def test_real_ur_launch_file_builds_the_arm_robot_stack_run_builds(monkeypatch):
     arm = make_arm(cfg)
     assert isinstance(arm, URArm)
     assert arm.cfg == URConfig(host="10.1.2.3", frequency=500.0, period=0.1, lookahead=0.1, gain=300.0, speed=0.1,
-                               acceleration=0.3, home=[0.5, 0.0, 0.15], gripper_output=0, gripper_close_high=True)
+                               acceleration=0.3, home=[0.5, 0.0, 0.15], gripper_output=0, gripper_close_high=True,
+                               wrist3_limit_deg=270.0)
     assert ctl.calls == [("RTDEControlInterface", ("10.1.2.3", 500.0)), ("RTDEReceiveInterface", ("10.1.2.3", 500.0)),
                          ("RTDEIOInterface", ("10.1.2.3",))]
     assert arm.cfg.period == pytest.approx(cfg.loop.period)  # servoL targets spread over one loop period
@@ -462,6 +560,7 @@ def test_real_ur_launch_file_builds_the_arm_robot_stack_run_builds(monkeypatch):
     ("arm.ur.home=[0.5,0.0]", r"arm\.ur: home must be"),
     ("arm.ur.base_to_world=[[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]", r"arm\.ur: base_to_world must be a rigid"),
     ("arm.ur.base_to_world=[[1,0,0],[0,1,0],[0,0,1]]", r"arm\.ur: base_to_world must be a finite 4x4"),
+    ("arm.ur.wrist3_limit_deg=400", r"arm\.ur: wrist3_limit_deg must be in \[1, 360\] deg, got 400"),
 ])
 def test_a_bad_ur_config_is_a_clear_error_naming_the_key_before_connecting(monkeypatch, override, match):
     ctl = Controller(base_pose(np.eye(4), HOME, 0.0))

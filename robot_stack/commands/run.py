@@ -90,7 +90,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loop.episodes=3")
 
 
-def make_arm(cfg: RunConfig):
+def make_arm(cfg: RunConfig, log: Callable[[str], None] = print):
     if cfg.arm.kind == "sim":
         from hardware.sim_arm import SimArm
 
@@ -98,7 +98,7 @@ def make_arm(cfg: RunConfig):
     from hardware.ur import URArm, URConfig
     from robot_stack.config import build
 
-    return URArm(build(URConfig, cfg.arm.ur, "arm.ur"))
+    return URArm(build(URConfig, cfg.arm.ur, "arm.ur"), log=log)
 
 
 def make_camera(cfg: RunConfig, arm: Any):
@@ -243,7 +243,7 @@ def run_episodes(cfg: RunConfig, keys: Any = None, log=print) -> list:
     from robot_stack.runtime.keys import KeyReader
 
     cleanup: list = []
-    arm = make_arm(cfg)
+    arm = make_arm(cfg, log)
     cleanup.append(arm.close)
     recorder = None
     try:

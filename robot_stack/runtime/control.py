@@ -209,9 +209,10 @@ class ControlLoop:
         else:
             silent = 0
             command, report = self.safety(action, state)
+            command, arm_clipped = self.arm.limit_command(command)
             new_state = self.arm.apply(command)
             result.nan_actions += int(report.nan)
-            result.clipped += int(report.clipped)
+            result.clipped += int(report.clipped or arm_clipped)
         result.steps += 1
         result.latency.record(policy_s)
         result.work.record(self.clock() - t0)
