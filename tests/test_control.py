@@ -164,3 +164,36 @@ def test_server_killed_mid_episode_arm_holds_within_one_period_and_episode_is_sa
     assert result.reason == "policy_silent"
     assert store_issues(tmp_path / "episodes.zarr") == []
     assert [len(e) for e in EpisodeDataset(tmp_path / "episodes.zarr").episodes()] == [result.steps]
+
+
+def test_sigterm_stops_the_arm_and_keeps_the_episode(tmp_path):
+    """``robot-stack run`` killed with SIGTERM ends like Ctrl-C: arm stopped, episode recorded, exit code 130."""
+    import signal
+    import subprocess
+    import sys
+
+    probe = SimArm.from_task("toy_reach")
+    spec = PolicySpec(*probe.env.policy_spec_parts, group="C8", family="synthetic")
+    probe.close()
+    package = make_package(tmp_path / "policy.onnx", spec, kind="linear")
+    store = tmp_path / "episodes.zarr"
+    cmd = [sys.executable, "-m", "robot_stack", "run", "sim_robot", "arm.task=toy_reach", "arm.sim={}",
+           f"policy.package={package}", "policy.spawn_server=false", f"record.path={store}",
+           "loop.max_steps=100000", "loop.episodes=1", "loop.rate_hz=20"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (store / "data").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)  # the recorder creates its arrays with the first step
+        time.sleep(1.0)  # into the episode
+        assert proc.poll() is None, proc.stdout.read()
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, out
+    assert "interrupted" in out
+    assert store_issues(store) == []
+    (episode,) = EpisodeDataset(store).episodes()
+    assert len(episode) >= 1 and episode.meta["reason"] == "interrupted"
+    assert episode.meta["clipped"] >= 0

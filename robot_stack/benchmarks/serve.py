@@ -68,8 +68,7 @@ def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) ->
                      "server_roundtrip": lambda: client.act(obs), "zmq_echo": echo}
             blocks = _interleaved(calls, repeats)
     finally:
-        proc.terminate()
-        proc.wait(5)
+        proc.stop()
     series = {name: np.concatenate(parts) for name, parts in blocks.items()}
     for name, samples in series.items():
         p50, p99 = percentiles_ms(samples)
@@ -159,8 +158,7 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_prio
         wall = time.monotonic() - t0
         client.close()
     finally:
-        proc.terminate()
-        proc.wait(5)
+        proc.stop()
         arm.close()
     report.add("loop_rate", rate, "Hz")
     report.add("loop_rt_priority (0: normal scheduling)", rt_priority)

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any, Literal
 
@@ -227,7 +229,27 @@ def run(args: argparse.Namespace) -> int:
     from robot_stack.config import load
 
     cfg = load(RunConfig, args.config, args.overrides)
-    return run_config(cfg)
+    with sigterm_as_interrupt():
+        return run_config(cfg)
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, systemd stop, a supervisor) ends the run the way Ctrl-C does: the arm is stopped, the
+    episode closed and recorded, the server and the recorder shut down. Python's default for SIGTERM is to exit
+    at once, with no clean-up at all."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run_config(cfg: RunConfig, keys: Any = None, log=print) -> int:

@@ -162,8 +162,8 @@ class ControlLoop:
             self.quit = self.quit or end.quit_loop
             if end.stop_arm:
                 self._stop_arm()
-        except BaseException:
-            result.reason = "error"
+        except BaseException as exc:
+            result.reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
             self._stop_arm()
             raise
         finally:
@@ -177,7 +177,8 @@ class ControlLoop:
             return
         try:
             self.recorder.end_episode(result.success, reason=result.reason, held=result.held,
-                                      missed_deadlines=result.missed_deadlines, overruns=result.overruns)
+                                      missed_deadlines=result.missed_deadlines, overruns=result.overruns,
+                                      clipped=result.clipped)
         except Exception as exc:
             self.record_errors += 1
             self.log(f"recorder could not end the episode: {type(exc).__name__}: {exc}")
