@@ -183,7 +183,8 @@ class Demo:
             "arm": {"kind": "sim", "task": self.cfg.task, "seed": self.cfg.seed + 20_000, "sim": self.sim_cfg()},
             "loop": {"rate_hz": self.cfg.rate_hz, "episodes": self.cfg.robot_episodes, "max_steps": 25},
             "record": {"enabled": True, "path": str(self.out / "robot.zarr")}})
-        results = run_episodes(cfg, log=self.console.print)
+        # the loop's and the server's lines are plain text: "[...]" in them is not rich markup
+        results = run_episodes(cfg, log=lambda line: self.console.print(line, markup=False, highlight=False))
         latencies = [ms for r in results for ms in r.latency.recent]
         self.report["robot"] = {
             "episodes": len(results), "success_rate": _mean([r.success for r in results]),
