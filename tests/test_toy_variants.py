@@ -91,3 +91,16 @@ def test_expert_compensates_the_bias():
     env = ToyReachEnv(heightmap_size=SIZE, variant="action_bias")
     assert _success_rate(env, ToyReachExpert(env), 50) >= 0.9
     assert _success_rate(env, ToyReachExpert(env, compensate=False), 50) <= 0.3
+
+
+def test_sweep_toy_builds_the_18_trials():
+    from policies.sweep import SweepConfig, make_trials
+    from robot_stack import config
+
+    trials = make_trials(config.load(SweepConfig, "sweep_toy", []))
+    assert len(trials) == 18
+    broken = [t for t in trials if t.variant == "action_bias"]
+    assert len(broken) == 9 and all(t.train_config["env"]["variant"] == "action_bias" for t in broken)
+    assert all("variant" not in t.train_config["env"] for t in trials if t.variant == "none")
+    assert {t.train_config["sac"]["rotated_copies"] for t in trials} == {0}
+    assert {t.train_config["total_steps"] for t in trials} == {1200}
