@@ -1,0 +1,116 @@
+"""Summarise a finished ``robot-stack sweep launch/sweep_toy.yaml`` run as the tables in training.md.
+
+Usage: ``python docs/results/toy_sweep_summary.py runs/sweep_toy`` prints markdown: final eval success per
+family x variant (mean and 95% t-band over seeds, each seed's value), the random policy and the expert on the
+same eval seeds, and how far each relaxed actor's weights w_l(h) moved from uniform (0 = exactly equivariant).
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from policies.sweep import confidence_band
+from policies.train import read_checkpoint
+from sim.toy import ToyReachEnv, ToyReachExpert
+
+EVAL_SEED = 10_000_000  # Trainer.evaluate: episode ep of training seed s resets with EVAL_SEED + 1000 s + ep
+
+
+def final_rows(run: Path) -> list[dict[str, Any]]:
+    with open(run / "final.csv", newline="") as fh:
+        return [{**r, "seed": int(r["seed"]), "success_rate": float(r["success_rate"]), "seconds": float(r["seconds"])}
+                for r in csv.DictReader(fh)]
+
+
+def success_table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| variant | family | final success, mean [95% band] | per seed | trial wall, mean |",
+             "|---|---|---|---|---|"]
+    for variant in sorted({r["variant"] for r in rows}, key=lambda v: v != "none"):
+        for family in ("relaxed", "exact", "cnn_aug"):
+            sel = sorted((r for r in rows if (r["variant"], r["family"]) == (variant, family)), key=lambda r: r["seed"])
+            if not sel:
+                continue
+            values = np.array([[r["success_rate"]] for r in sel])
+            mean, half = (float(x[0]) for x in confidence_band(values))
+            seeds = " / ".join(f"{r['success_rate']:.2f}" for r in sel)
+            wall = np.mean([r["seconds"] for r in sel])
+            lines.append(f"| {variant} | {family} | {mean:.2f} [{mean - half:.2f}, {mean + half:.2f}] | {seeds} "
+                         f"| {wall:.0f} s |")
+    return lines
+
+
+def policy_rate(env_cfg: dict[str, Any], act, seeds: list[int], episodes: int) -> tuple[int, int]:
+    env = ToyReachEnv(**env_cfg)
+    wins = 0
+    for seed in seeds:
+        for ep in range(episodes):
+            obs, _ = env.reset(seed=EVAL_SEED + 1000 * seed + ep)
+            done, info = False, {}
+            while not done:
+                obs, _, terminated, truncated, info = env.step(act(obs, env))
+                done = terminated or truncated
+            wins += info["success"]
+    return wins, len(seeds) * episodes
+
+
+def baseline_lines(run: Path, rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| variant | random actions | scripted expert (compensating) | expert, no compensation |",
+             "|---|---|---|---|"]
+    for variant in sorted({r["variant"] for r in rows}, key=lambda v: v != "none"):
+        trial = next(r for r in rows if r["variant"] == variant)
+        cfg = read_checkpoint(_trial_dir(run, trial) / "checkpoint.pt")["config"]
+        seeds, episodes = sorted({r["seed"] for r in rows}), int(cfg["eval_episodes"])
+        rng = np.random.default_rng(0)
+        cells = [policy_rate(cfg["env"], lambda o, e, g=rng: g.uniform(-1, 1, 5).astype(np.float32), seeds, episodes)]
+        for compensate in (True, False):
+            cells.append(policy_rate(cfg["env"], lambda o, e, c=compensate: ToyReachExpert(e, compensate=c).act(o),
+                                     seeds, episodes))
+        lines.append(f"| {variant} | " + " | ".join(f"{w}/{n} = {w / n:.2f}" for w, n in cells) + " |")
+    return lines
+
+
+def _trial_dir(run: Path, row: dict[str, Any]) -> Path:
+    return run / "trials" / f"{row['family']}_{row['variant']}_s{row['seed']}"
+
+
+def nonuniformity(w: np.ndarray) -> float:
+    """mean |w_l(h) - mean_h w_l(h)| / mean |w_l(h)| over h and banks l: 0 when every bank is uniform over G."""
+    return float(np.abs(w - w.mean(axis=0, keepdims=True)).mean() / np.abs(w).mean())
+
+
+def plotted_spread(w: np.ndarray) -> float:
+    """max_h - min_h of relaxed_weights.png's curve, w(h) averaged over banks times L|G| (1 = the initial value)."""
+    curve = w.mean(axis=1) * w.size
+    return float(curve.max() - curve.min())
+
+
+def weights_lines(run: Path, rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| variant | seed | per actor layer: non-uniformity (plotted spread) |", "|---|---|---|"]
+    per_variant: dict[str, list[float]] = {}
+    for row in sorted((r for r in rows if r["family"] == "relaxed"), key=lambda r: (r["variant"] != "none", r["seed"])):
+        actor = read_checkpoint(_trial_dir(run, row) / "checkpoint.pt")["agent"]["actor"]
+        layers = [(k, v.numpy()) for k, v in actor.items() if k.endswith("relaxed_weights")]
+        cells = [f"{nonuniformity(w):.3f} ({plotted_spread(w):.3f})" for _, w in layers]
+        per_variant.setdefault(row["variant"], []).extend(nonuniformity(w) for _, w in layers)
+        lines.append(f"| {row['variant']} | {row['seed']} | " + " / ".join(cells) + " |")
+    lines.append("")
+    for variant, values in per_variant.items():
+        lines.append(f"- {variant}: mean non-uniformity over seeds and layers {np.mean(values):.3f} "
+                     f"(min {min(values):.3f}, max {max(values):.3f})")
+    return lines
+
+
+def main(run_dir: str) -> None:
+    run = Path(run_dir)
+    rows = final_rows(run)
+    for block in (success_table(rows), baseline_lines(run, rows), weights_lines(run, rows)):
+        print("\n".join(block), end="\n\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
