@@ -168,29 +168,37 @@ def test_server_killed_mid_episode_arm_holds_within_one_period_and_episode_is_sa
 
 def test_sigterm_stops_the_arm_and_keeps_the_episode(tmp_path):
     """``robot-stack run`` killed with SIGTERM ends like Ctrl-C: arm stopped, episode recorded, exit code 130."""
+    import queue
     import signal
     import subprocess
     import sys
+    import threading
 
     probe = SimArm.from_task("toy_reach")
     spec = PolicySpec(*probe.env.policy_spec_parts, group="C8", family="synthetic")
     probe.close()
     package = make_package(tmp_path / "policy.onnx", spec, kind="linear")
     store = tmp_path / "episodes.zarr"
-    cmd = [sys.executable, "-m", "robot_stack", "run", "sim_robot", "arm.task=toy_reach", "arm.sim={}",
+    cmd = [sys.executable, "-m", "robot_stack", "run", "sim_robot", "arm.task=toy_reach", "arm.sim={max_steps: 100000}",
            f"policy.package={package}", "policy.spawn_server=false", f"record.path={store}",
            "loop.max_steps=100000", "loop.episodes=1", "loop.rate_hz=20"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout], daemon=True).start()
+    seen: list[str] = []
     try:
-        deadline = time.monotonic() + 120
-        while not (store / "data").exists() and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.2)  # the recorder creates its arrays with the first step
-        time.sleep(1.0)  # into the episode
-        assert proc.poll() is None, proc.stdout.read()
+        # a fresh checkout compiles and caches on first use, so wait for the loop to say it is in the episode
+        while not any("episode 0 started" in line for line in seen):
+            seen.append(lines.get(timeout=180))
+        time.sleep(0.5)
+        assert proc.poll() is None, "".join(seen)
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
     finally:
         proc.kill()
+    time.sleep(0.2)  # the reader thread takes the last lines
+    out = "".join(seen) + "".join(lines.queue)
     assert proc.returncode == 130, out
     assert "interrupted" in out
     assert store_issues(store) == []

@@ -149,6 +149,8 @@ class ControlLoop:
         if self.recorder is not None:
             arm_meta = self.arm.episode_meta() if hasattr(self.arm, "episode_meta") else {}
             self.recorder.start_episode({**arm_meta, **(meta or {})})
+        index = (meta or {}).get("episode_index")
+        self.log("episode started" if index is None else f"episode {index} started")
         silent = 0
         try:
             next_deadline = self.clock() + self.cfg.period
