@@ -1,22 +1,24 @@
-"""Summarise a finished ``robot-stack sweep launch/sweep_toy.yaml`` run as the tables in training.md.
+"""Summarise a finished ``robot-stack sweep`` (job: train) run as the tables in training.md.
 
-Usage: ``python docs/results/toy_sweep_summary.py runs/sweep_toy`` prints markdown: final eval success per
-family x variant (mean and 95% t-band over seeds, each seed's value), the random policy and the expert on the
-same eval seeds, and how far each relaxed actor's weights w_l(h) moved from uniform (0 = exactly equivariant).
+Usage: ``python docs/results/sweep_summary.py runs/sweep_toy`` (or ``runs/sweep_push_cpu``) prints markdown:
+final eval success per family x variant (mean and 95% t-band over seeds, each seed's value), the random policy
+and the scripted expert on the same eval seeds (on the toy task also the expert without bias compensation), and
+how far each relaxed actor's weights w_l(h) moved from uniform (0 = exactly equivariant).
 """
 
 from __future__ import annotations
 
 import csv
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from policies.sweep import confidence_band
-from policies.train import read_checkpoint
-from sim.toy import ToyReachEnv, ToyReachExpert
+from policies.train import TOY_TASKS, make_env, make_expert, read_checkpoint
+from sim.toy import ToyReachExpert
 
 EVAL_SEED = 10_000_000  # Trainer.evaluate: episode ep of training seed s resets with EVAL_SEED + 1000 s + ep
 
@@ -44,32 +46,47 @@ def success_table(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def policy_rate(env_cfg: dict[str, Any], act, seeds: list[int], episodes: int) -> tuple[int, int]:
-    env = ToyReachEnv(**env_cfg)
-    wins = 0
+class RandomActions:
+    def __init__(self, env: Any) -> None:
+        self.env, self.rng = env, np.random.default_rng(0)
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: dict, env: Any) -> np.ndarray:
+        return self.rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+
+
+def policy_rate(cfg: dict[str, Any], make_actor: Callable[[Any], Any], seeds: list[int]) -> tuple[int, int]:
+    """Successes of ``make_actor(env)`` on the trials' eval episodes (the resets Trainer.evaluate uses)."""
+    env = make_env(cfg["task"], cfg["env"])
+    actor = make_actor(env)
+    wins, episodes = 0, int(cfg["eval_episodes"])
     for seed in seeds:
         for ep in range(episodes):
             obs, _ = env.reset(seed=EVAL_SEED + 1000 * seed + ep)
+            actor.reset()
             done, info = False, {}
             while not done:
-                obs, _, terminated, truncated, info = env.step(act(obs, env))
+                obs, _, terminated, truncated, info = env.step(np.asarray(actor.act(obs, env), dtype=np.float32))
                 done = terminated or truncated
-            wins += info["success"]
+            wins += bool(info.get("success", False))
+    env.close()
     return wins, len(seeds) * episodes
 
 
 def baseline_lines(run: Path, rows: list[dict[str, Any]]) -> list[str]:
-    lines = ["| variant | random actions | scripted expert (compensating) | expert, no compensation |",
-             "|---|---|---|---|"]
+    toy = read_checkpoint(_trial_dir(run, rows[0]) / "checkpoint.pt")["config"]["task"] in TOY_TASKS
+    lines = ["| variant | random actions | scripted expert |" + (" expert, no compensation |" if toy else ""),
+             "|---|---|---|" + ("---|" if toy else "")]
     for variant in sorted({r["variant"] for r in rows}, key=lambda v: v != "none"):
         trial = next(r for r in rows if r["variant"] == variant)
         cfg = read_checkpoint(_trial_dir(run, trial) / "checkpoint.pt")["config"]
-        seeds, episodes = sorted({r["seed"] for r in rows}), int(cfg["eval_episodes"])
-        rng = np.random.default_rng(0)
-        cells = [policy_rate(cfg["env"], lambda o, e, g=rng: g.uniform(-1, 1, 5).astype(np.float32), seeds, episodes)]
-        for compensate in (True, False):
-            cells.append(policy_rate(cfg["env"], lambda o, e, c=compensate: ToyReachExpert(e, compensate=c).act(o),
-                                     seeds, episodes))
+        task = cfg["task"]
+        actors: list[Callable[[Any], Any]] = [RandomActions, lambda env, task=task: make_expert(task, env, 0.0, 0)]
+        if toy:
+            actors.append(lambda env: ToyReachExpert(env, compensate=False))
+        cells = [policy_rate(cfg, make_actor, sorted({r["seed"] for r in rows})) for make_actor in actors]
         lines.append(f"| {variant} | " + " | ".join(f"{w}/{n} = {w / n:.2f}" for w, n in cells) + " |")
     return lines
 
