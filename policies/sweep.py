@@ -9,6 +9,8 @@ offline``'s ``run_job``) with progress bars and export off. A ``job: train`` swe
 variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
 relaxed actor, averaged over banks). A ``job: offline`` sweep writes ``results.csv`` (one row per trial),
 ``success_vs_size.png`` and ``table.md``.
+
+What differs between the two kinds lives in one table, ``JOBS``: a new kind of sweep is one ``Job`` entry there.
 """
 
 from __future__ import annotations
@@ -23,10 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from policies import sweep_offline
 from robot_stack import config
 
 NO_VARIANT = "none"
-JOBS = ("train", "offline")
 
 
 class SweepError(config.ConfigError):
@@ -57,21 +59,7 @@ class SweepConfig:
                 raise ValueError(f"sweep {key} must not be empty")
         if self.job not in JOBS:
             raise ValueError(f"sweep job {self.job!r} is not one of {list(JOBS)}")
-        if self.job == "offline":
-            self._check_offline()
-        elif self.datasets:
-            raise ValueError("sweep datasets apply to job: offline only (set job: offline)")
-
-    def _check_offline(self) -> None:
-        from policies.sweep_offline import ALGOS
-
-        bad = [a for a in self.algos if a not in ALGOS]
-        if bad:
-            raise ValueError(f"sweep algos {bad} unknown; valid: {list(ALGOS)}")
-        if not self.datasets:
-            raise ValueError("sweep job: offline needs datasets (zarr store paths, or {name, path} mappings)")
-        if self.variants != [NO_VARIANT]:
-            raise ValueError("sweep variants apply to job: train only; set an offline grid's env options in overrides")
+        JOBS[self.job].check(self)
 
     @property
     def run_dir(self) -> Path:
@@ -80,39 +68,69 @@ class SweepConfig:
 
 @dataclass
 class Trial:
+    """One grid point of any job kind: its place in the grid (label, CSV columns) and the config its job runs."""
+    label: str
     family: str
-    variant: str
     seed: int
-    train_config: dict[str, Any]
+    variant: str = NO_VARIANT  # job: train
+    algo: str = ""  # job: offline
+    dataset: sweep_offline.Dataset | None = None  # job: offline
+    job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
 
     @property
-    def label(self) -> str:
-        return f"{self.family}_{self.variant}_s{self.seed}"
+    def train_config(self) -> dict[str, Any]:
+        # The name a job: train trial's config had before the trial classes were merged; callers still read it.
+        return self.job_config
 
 
-def make_trials(cfg: SweepConfig) -> list[Any]:
-    """The grid, each trial's training config built (and so checked) up front: a typo fails before Ray starts."""
-    from policies.train import TrainConfig
+@dataclass(frozen=True)
+class Job:
+    """What one kind of sweep (``job:``) does at each stage; the rest of the sweep is the same for every kind."""
+    check: Callable[[SweepConfig], None]  # the kind's own keys, in SweepConfig.__post_init__
+    make_trials: Callable[[SweepConfig], list[Trial]]  # every trial's config built (so checked) before Ray starts
+    run_trial: Callable[[dict[str, Any], Callable[[], Any] | None], dict[str, Any]]  # a Ray task: job_config -> result
+    success: Callable[[dict[str, Any]], float]  # a result's final success rate, for the progress bar
+    write_outputs: Callable[[Path, list[Trial], list[dict[str, Any]]], None]
+    outputs: str  # the files write_outputs writes, as the CLI reports them
 
-    if cfg.job == "offline":
-        from policies.sweep_offline import make_offline_trials
 
-        return make_offline_trials(cfg)
+def make_trials(cfg: SweepConfig) -> list[Trial]:
+    """The grid, each trial's config built (and so checked) up front: a typo fails before Ray starts."""
+    return JOBS[cfg.job].make_trials(cfg)
+
+
+def base_config(cfg: SweepConfig) -> dict[str, Any]:
+    """The sweep's base launch file with its overrides applied: what every trial starts from."""
     base = config.read_yaml(config.resolve_launch_file(cfg.base))
-    base = config.apply_overrides(base, _flatten(cfg.overrides))
+    return config.apply_overrides(base, _flatten(cfg.overrides))
+
+
+def check_train(cfg: SweepConfig) -> None:
+    if cfg.datasets:
+        raise ValueError("sweep datasets apply to job: offline only (set job: offline)")
+
+
+def make_train_trials(cfg: SweepConfig) -> list[Trial]:
+    base = base_config(cfg)
     trials = []
     for variant in cfg.variants:
         for family in cfg.families:
             for seed in cfg.seeds:
-                label = f"{family}_{variant}_s{seed}"
-                data = config.apply_overrides(base, [f"network.family={family}", f"seed={seed}",
-                                                     f"out_dir={cfg.run_dir / 'trials' / label}",
-                                                     "progress=false", "export_onnx=false"])
-                if variant != NO_VARIANT:
-                    data.setdefault("env", {})[cfg.variant_key] = variant
-                tc = config.build(TrainConfig, data)
-                trials.append(Trial(family, variant, seed, config.to_dict(tc)))
+                trial = Trial(f"{family}_{variant}_s{seed}", family, seed, variant)
+                trial.job_config = _train_config(base, trial, cfg)
+                trials.append(trial)
     return trials
+
+
+def _train_config(base: dict[str, Any], trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
+    from policies.train import TrainConfig
+
+    data = config.apply_overrides(base, [f"network.family={trial.family}", f"seed={trial.seed}",
+                                         f"out_dir={cfg.run_dir / 'trials' / trial.label}",
+                                         "progress=false", "export_onnx=false"])
+    if trial.variant != NO_VARIANT:
+        data.setdefault("env", {})[cfg.variant_key] = trial.variant
+    return config.to_dict(config.build(TrainConfig, data))
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
@@ -166,10 +184,30 @@ def relaxed_weights(module) -> dict[str, np.ndarray]:
     return {name: p.detach().cpu().numpy() for name, p in module.named_parameters() if name.endswith("relaxed_weights")}
 
 
+def final_success(result: dict[str, Any]) -> float:
+    return result["evals"][-1]["success_rate"] if result["evals"] else float("nan")
+
+
+def write_train_outputs(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
+    write_results(out, trials, results)
+    plot_learning_curves(out / "results.csv", out / "learning_curves.png")
+    plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
+
+
+JOBS: dict[str, Job] = {
+    "train": Job(check_train, make_train_trials, run_trial, final_success, write_train_outputs,
+                 "results.csv, final.csv, learning_curves.png, relaxed_weights.png"),
+    "offline": Job(sweep_offline.check_offline, sweep_offline.make_offline_trials, sweep_offline.run_offline_trial,
+                   sweep_offline.trial_success, sweep_offline.write_offline_outputs,
+                   "results.csv, success_vs_size.png, table.md"),
+}
+
+
 def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], Any] | None = None,
               progress: bool = True) -> Path:
     """Run the grid on Ray (local unless ``address``), write CSVs and PNGs; returns the output folder."""
-    trials = make_trials(cfg)
+    job = JOBS[cfg.job]
+    trials = job.make_trials(cfg)
     if address:
         check_address(address, cfg.connect_timeout_s)
     import ray
@@ -181,20 +219,13 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], 
         raise SweepError(f"cannot connect to Ray at {address!r}: {exc}") from exc
     try:
         check_resources(ray.cluster_resources(), cfg)
-        results = _run_all(ray, cfg, trials, setup, progress)
+        results = _run_all(ray, cfg, job, trials, setup, progress)
     finally:
         ray.shutdown()
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
     config.save(cfg, out / "sweep.yaml")
-    if cfg.job == "offline":
-        from policies.sweep_offline import write_offline_outputs
-
-        write_offline_outputs(out, trials, results)
-        return out
-    write_results(out, trials, results)
-    plot_learning_curves(out / "results.csv", out / "learning_curves.png")
-    plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
+    job.write_outputs(out, trials, results)
     return out
 
 
@@ -206,21 +237,11 @@ def check_resources(have: dict[str, float], cfg: SweepConfig) -> None:
                              f"{have.get(name, 0.0):g}; lower {name.lower()}s_per_trial or add nodes with {name}s")
 
 
-OUTPUTS = {"train": "results.csv, final.csv, learning_curves.png, relaxed_weights.png",
-           "offline": "results.csv, success_vs_size.png, table.md"}
-
-
-def _run_all(ray, cfg: SweepConfig, trials: list[Any], setup, progress: bool) -> list[dict[str, Any]]:
+def _run_all(ray, cfg: SweepConfig, job: Job, trials: list[Trial], setup, progress: bool) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    if cfg.job == "offline":
-        from policies.sweep_offline import run_offline_trial
-
-        fn, payloads = run_offline_trial, [t.job_config for t in trials]
-    else:
-        fn, payloads = run_trial, [t.train_config for t in trials]
-    remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(fn)
-    refs = [remote.remote(p, setup) for p in payloads]
+    remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(job.run_trial)
+    refs = [remote.remote(t.job_config, setup) for t in trials]
     index = {ref: i for i, ref in enumerate(refs)}
     results: list[dict[str, Any]] = [{}] * len(trials)
     pending = list(refs)
@@ -232,14 +253,8 @@ def _run_all(ray, cfg: SweepConfig, trials: list[Any], setup, progress: bool) ->
             done, pending = ray.wait(pending, num_returns=1)
             i = index[done[0]]
             results[i] = ray.get(done[0])
-            bar.update(task, advance=1, last=f"{trials[i].label}: success {_final_success(results[i]):.0%}")
+            bar.update(task, advance=1, last=f"{trials[i].label}: success {job.success(results[i]):.0%}")
     return results
-
-
-def _final_success(result: dict[str, Any]) -> float:
-    if "evals" in result:
-        return result["evals"][-1]["success_rate"] if result["evals"] else float("nan")
-    return result.get("success_rate", float("nan"))
 
 
 CSV_FIELDS = ("family", "variant", "seed", "step", "success_rate", "return")

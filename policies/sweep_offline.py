@@ -29,11 +29,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robot_stack import config
+
+if TYPE_CHECKING:
+    from policies.sweep import SweepConfig, Trial
 
 ALGOS = ("cql", "iql", "bc")
 DATASET_KEYS = ("name", "path")
@@ -46,20 +49,19 @@ class Dataset:
     transitions: int
 
 
-@dataclass
-class OfflineTrial:
-    algo: str
-    family: str
-    dataset: Dataset
-    seed: int
-    job_config: dict[str, Any]
-
-    @property
-    def label(self) -> str:
-        return f"{self.algo}_{self.family}_{self.dataset.label}_s{self.seed}"
-
-
 # ---------------------------------------------------------------- the grid, checked before Ray starts
+
+def check_offline(cfg: SweepConfig) -> None:
+    from policies.sweep import NO_VARIANT
+
+    bad = [a for a in cfg.algos if a not in ALGOS]
+    if bad:
+        raise ValueError(f"sweep algos {bad} unknown; valid: {list(ALGOS)}")
+    if not cfg.datasets:
+        raise ValueError("sweep job: offline needs datasets (zarr store paths, or {name, path} mappings)")
+    if cfg.variants != [NO_VARIANT]:
+        raise ValueError("sweep variants apply to job: train only; set an offline grid's env options in overrides")
+
 
 def read_datasets(entries: list[Any]) -> list[Dataset]:
     """Each entry (a path or ``{name, path}``) opened and its transitions counted; errors name the entry."""
@@ -106,19 +108,19 @@ def count_transitions(path: str, where: str) -> int:
         raise SweepError(f"{where}: cannot use dataset {path!r}: {exc}") from exc
 
 
-def make_offline_trials(cfg: Any) -> list[OfflineTrial]:
+def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
     """The grid of a ``job: offline`` sweep, each trial's ``OfflineJob`` built (and so checked) up front."""
-    from policies.sweep import SweepError, _flatten
+    from policies.sweep import SweepError, Trial, base_config
 
-    base = config.read_yaml(config.resolve_launch_file(cfg.base))
-    base = config.apply_overrides(base, _flatten(cfg.overrides))
+    base = base_config(cfg)
     datasets = read_datasets(cfg.datasets)
     trials = []
     for dataset in datasets:
         for algo in cfg.algos:
             for family in cfg.families:
                 for seed in cfg.seeds:
-                    trial = OfflineTrial(algo, family, dataset, seed, {})
+                    trial = Trial(f"{algo}_{family}_{dataset.label}_s{seed}", family, seed, algo=algo,
+                                  dataset=dataset)
                     try:
                         trial.job_config = _job_config(base, trial, cfg.run_dir)
                     except config.ConfigError as exc:
@@ -127,7 +129,7 @@ def make_offline_trials(cfg: Any) -> list[OfflineTrial]:
     return trials
 
 
-def _job_config(base: dict[str, Any], trial: OfflineTrial, run_dir: Path) -> dict[str, Any]:
+def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, Any]:
     from policies.networks import NetworkConfig
     from robot_stack.commands.offline import OfflineJob
 
@@ -164,6 +166,11 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
             "metrics": {k: v for k, v in last.items() if k != "step"}, "error": ""}
 
 
+def trial_success(result: dict[str, Any]) -> float:
+    """A diverged trial has no success rate: NaN."""
+    return result.get("success_rate", math.nan)
+
+
 def random_success(job: Any) -> float:
     """Uniform random actions on the job's evaluation episodes (same env seeds as its policy's)."""
     from policies import offline
@@ -183,7 +190,7 @@ CSV_FIELDS = ("algo", "family", "dataset", "transitions", "seed", "success_rate"
               "length", "train_seconds", "seconds", "error")
 
 
-def write_offline_results(out: Path, trials: list[OfflineTrial], results: list[dict[str, Any]]) -> None:
+def write_offline_results(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
     """``results.csv``: one row per trial; the last logged training metrics (algorithm-specific) after the fixed
     columns, blank where an algorithm does not log them."""
     metrics = sorted({k for r in results for k in r.get("metrics", {})})
@@ -308,7 +315,7 @@ def _band(ax: Any, x: np.ndarray, cells: list[Cell], **style: Any) -> None:
     ax.fill_between(x, mean - half, mean + half, alpha=0.2, color=line.get_color())
 
 
-def write_offline_outputs(out: Path, trials: list[OfflineTrial], results: list[dict[str, Any]]) -> None:
+def write_offline_outputs(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
     write_offline_results(out, trials, results)
     plot_success_vs_size(out / "results.csv", out / "success_vs_size.png")
     (out / "table.md").write_text(offline_table(read_offline_results(out / "results.csv")))

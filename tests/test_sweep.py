@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 
@@ -59,3 +60,11 @@ def test_two_by_two_grid_on_local_ray_writes_csv_and_png(tmp_path):
     assert len((out / "final.csv").read_text().splitlines()) == 5
     for png in ("learning_curves.png", "relaxed_weights.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_unknown_job_is_an_error_naming_it_and_the_known_ones(capsys):
+    message = "sweep job 'online' is not one of ['train', 'offline']"
+    with pytest.raises(config.ConfigError, match=re.escape(message)):
+        config.build(SweepConfig, {"job": "online"})
+    assert cli.main(["sweep", "sweep_push", "job=online"]) == 2
+    assert message in capsys.readouterr().err

@@ -33,10 +33,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.sweep import OUTPUTS, SweepConfig, run_sweep
+    from policies.sweep import JOBS, SweepConfig, run_sweep
     from robot_stack import config
 
     cfg = config.load(SweepConfig, args.config, args.overrides)
     out = run_sweep(cfg, address=args.address)
-    print(f"sweep results in {out}: {OUTPUTS[cfg.job]}")
+    print(f"sweep results in {out}: {JOBS[cfg.job].outputs}")
     return 0
