@@ -10,13 +10,22 @@ Every failure of the interface (an exception, a refused command, a lost connecti
 Tested against in-process stand-ins for the ur_rtde interfaces (tests/test_ur.py), not against a UR
 controller or URSim.
 
-Wrist 3 is kept within ``wrist3_limit_deg`` of zero: the tool's yaw adds up over a long episode (and across
-episodes: ``reset`` keeps it), and a wrist driven into its joint limit faults the controller (protective stop).
-Before each ``servoL`` the driver reads the joints (``getActualQ``) and shortens the yaw step so that wrist 3
-ends inside the limit; a step back towards zero is never shortened. The TCP's z axis is wrist 3's axis (a TCP
-offset along the flange), so with the tool pointing down wrist 3 turns by -dyaw. Translations turn it too:
-the base joint swings as the TCP moves around the base, and wrist 3 follows to hold the tool's yaw, so the
-margin between this limit and the wrist's own joint limit must cover the base joint's swing over the workspace.
+Wrist 3 is kept within ``wrist3_limit_deg`` of zero: the tool's yaw adds up over a long episode, and a wrist
+driven into its joint limit faults the controller (protective stop). Before each ``servoL`` the driver reads the
+joints (``getActualQ``) and shortens the yaw step so that wrist 3 ends inside the limit; a step back towards
+zero is never shortened. The TCP's z axis is wrist 3's axis (a TCP offset along the flange), so with the tool
+pointing down wrist 3 turns by -dyaw. Translations turn it too: the base joint swings as the TCP moves around
+the base, and wrist 3 follows to hold the tool's yaw, so the margin between this limit and the wrist's own
+joint limit must cover the base joint's swing over the workspace.
+
+One joint reading a period: the loop calls ``limit_command`` and then ``apply``. ``apply`` reuses the reading
+``limit_command`` took if it is the very next call on the arm and comes within one ``period``; any other call
+drops it, and without it ``apply`` reads the joints itself. Either way ``apply`` limits the command it is given,
+so a caller that skips ``limit_command``, or changes the command in between, cannot pass the limit.
+
+``reset`` unwinds wrist 3, so an episode does not start near the limit where the last one ended: a ``moveL``
+to ``home`` keeping the tool's yaw, then, at home (in free space above the table), a ``moveJ`` that turns
+wrist 3 alone to ``home_wrist3_deg``; with the TCP on wrist 3's axis the TCP stays at home.
 """
 
 from __future__ import annotations
@@ -37,6 +46,8 @@ LOOKAHEAD_RANGE = (0.03, 0.2)
 GAIN_RANGE = (100.0, 2000.0)
 MAX_SPEED = 1.0          # m/s for the move to home (the oldest ur_rtde's moveL limit)
 MAX_ACCELERATION = 2.0   # m/s^2
+MAX_JOINT_SPEED = 1.0    # rad/s for the wrist-3 moveJ (the oldest ur_rtde's moveJ limits)
+MAX_JOINT_ACCELERATION = 2.0  # rad/s^2
 
 
 def _identity() -> list[list[float]]:
@@ -45,6 +56,11 @@ def _identity() -> list[list[float]]:
 
 @dataclass
 class URConfig:
+    """``arm.ur`` in a launch file. The move home (``reset``): ``moveL`` to ``home`` at ``speed`` /
+    ``acceleration`` with the tool's yaw kept, then ``moveJ`` of wrist 3 alone to ``home_wrist3_deg`` (degrees,
+    within +-``wrist3_limit_deg``; 0 leaves the most room both ways) at ``joint_speed`` rad/s and
+    ``joint_acceleration`` rad/s^2. ``wrist3_limit_deg`` bounds wrist 3 during an episode (module docstring)."""
+
     host: str = "192.168.1.10"
     frequency: float = 500.0         # RTDE frequency (e-series 500, CB3 125)
     period: float = 0.1              # control period the servoL targets are spread over (1 / rate_hz)
@@ -57,6 +73,9 @@ class URConfig:
     gripper_close_high: bool = True  # output level that closes the gripper
     base_to_world: list[list[float]] = field(default_factory=_identity)
     wrist3_limit_deg: float = 270.0  # yaw steps keep wrist 3 within +- this (module docstring: the margin)
+    home_wrist3_deg: float = 0.0     # reset turns wrist 3 back to this angle at home
+    joint_speed: float = 0.5         # rad/s for that moveJ
+    joint_acceleration: float = 1.0  # rad/s^2
 
     def __post_init__(self) -> None:
         if not self.host:
@@ -73,6 +92,10 @@ class URConfig:
             raise ValueError(f"gripper_output must be a standard digital output 0-7 or -1, got {self.gripper_output}")
         _check_rigid(self.base_to_world)
         _check_range("wrist3_limit_deg", self.wrist3_limit_deg, 1.0, 360.0, " deg")
+        limit = self.wrist3_limit_deg
+        _check_range("home_wrist3_deg", self.home_wrist3_deg, -limit, limit, " deg (+-wrist3_limit_deg)")
+        _check_range("joint_speed", self.joint_speed, 1e-6, MAX_JOINT_SPEED, " rad/s")
+        _check_range("joint_acceleration", self.joint_acceleration, 1e-6, MAX_JOINT_ACCELERATION, " rad/s^2")
 
 
 def _check_range(name: str, value: float, low: float, high: float, unit: str) -> None:
@@ -125,13 +148,16 @@ def _down_rotation(yaw: float) -> np.ndarray:
 
 class URArm(Arm):
     """``rtde``: the (rtde_control, rtde_receive, rtde_io) modules; ur_rtde's own when None (tests pass stand-ins).
-    ``log`` gets the wrist-3 clip notice, once per episode."""
+    ``log`` gets the wrist-3 clip notice, once per episode; ``clock`` (seconds) ages the joint reading that
+    ``limit_command`` leaves for ``apply``."""
 
     def __init__(self, cfg: URConfig, rtde: tuple[Any, Any, Any] | None = None,
-                 log: Callable[[str], None] = print) -> None:
+                 log: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic) -> None:
         rtde_control, rtde_receive, rtde_io = rtde if rtde is not None else _import_rtde()
         self.cfg = cfg
         self.log = log
+        self.clock = clock
+        self._wrist3_reading: tuple[float, float] | None = None  # (wrist 3, clock) from limit_command, for apply
         self.world_from_base = np.asarray(cfg.base_to_world, dtype=np.float64)
         self.base_from_world = np.linalg.inv(self.world_from_base)
         self.control = self.receive = self.io = None
@@ -164,28 +190,33 @@ class URArm(Arm):
 
     # ---- Arm -----------------------------------------------------------------------------------------------
     def state(self) -> ArmState:
-        self._check_open()
+        self._begin()
         pos, yaw = self._world_pose()
         return ArmState(ee_pos=pos, ee_yaw=yaw, gripper=1.0 if self._gripper > 0 else 0.0, timestamp=time.time())
 
     def reset(self) -> ArmState:
-        self._check_open()
+        """Gripper open, ``moveL`` home keeping the yaw, ``moveJ`` of wrist 3 alone to ``home_wrist3_deg``.
+        A failed move is an ``ArmError`` saying where the arm was left."""
+        self._begin()
+        self._pose = None  # a pose from before the move home is no base for a servo step, even if the move fails
         self._wrist3_logged = False
         _, yaw = self._world_pose()
         self._set_gripper(-1.0)
         # moveL is not a servo command: leave servo mode first
         self._call("servoStop", self.control.servoStop)
         target = self._base_target(np.asarray(self.cfg.home, dtype=np.float64), yaw)
-        if not self._call("moveL", self.control.moveL, target, self.cfg.speed, self.cfg.acceleration):
-            raise ArmError("UR moveL to home failed (protective stop? program not running?)")
+        self._move("moveL to home", self.control.moveL, target, self.cfg.speed, self.cfg.acceleration,
+                   "the arm did not reach home, wrist 3 not unwound")
+        self._unwind_wrist3()
         return self._report()
 
     def apply(self, command: ArmCommand) -> ArmState:
-        self._check_open()
+        reading = self._wrist3_reading
+        self._begin()
         dpos = np.asarray(command.dpos, dtype=np.float64)
         if dpos.shape != (3,) or not np.all(np.isfinite(dpos)) or not math.isfinite(command.dyaw):
             raise ArmError(f"refusing a non-finite or malformed command: dpos={command.dpos}, dyaw={command.dyaw}")
-        command, _ = self.limit_command(command)
+        command, _ = self._limit(command, self._wrist3_for_apply(reading))
         # relative to the pose the safety filter saw, not a fresher reading: keeps its box and step guarantees
         pos, yaw = self._pose if self._pose is not None else self._world_pose()
         self._servo(self._base_target(pos + dpos, yaw + command.dyaw))
@@ -194,9 +225,14 @@ class URArm(Arm):
         return self._report()
 
     def limit_command(self, command: ArmCommand) -> tuple[ArmCommand, bool]:
-        """The yaw step shortened so that wrist 3 stays within +-``wrist3_limit_deg`` (module docstring)."""
-        self._check_open()
-        wrist3 = float(self._read6("getActualQ", self.receive.getActualQ, "joint positions")[5])
+        """The yaw step shortened so that wrist 3 stays within +-``wrist3_limit_deg``; the joint reading is left
+        for the next call if that is ``apply`` (module docstring)."""
+        self._begin()
+        wrist3 = self._read_wrist3()
+        self._wrist3_reading = (wrist3, self.clock())
+        return self._limit(command, wrist3)
+
+    def _limit(self, command: ArmCommand, wrist3: float) -> tuple[ArmCommand, bool]:
         limit = math.radians(self.cfg.wrist3_limit_deg)
         dyaw = wrist3_dyaw(wrist3, command.dyaw, limit) if math.isfinite(command.dyaw) else command.dyaw
         if dyaw == command.dyaw:
@@ -208,13 +244,13 @@ class URArm(Arm):
         return replace(command, dyaw=dyaw), True
 
     def hold(self) -> ArmState:
-        self._check_open()
+        self._begin()
         pos, yaw = self._world_pose()
         self._servo(self._base_target(pos, yaw))
         return self._report()
 
     def stop(self) -> None:
-        self._check_open()
+        self._begin()
         self._pose = None
         self._call("servoStop", self.control.servoStop)
         self._call("speedStop", self.control.speedStop)
@@ -230,6 +266,38 @@ class URArm(Arm):
             self._disconnect()
 
     # ---- helpers -------------------------------------------------------------------------------------------
+    def _begin(self) -> None:
+        """Every public call starts here; any call drops the joint reading left for the next ``apply``."""
+        self._wrist3_reading = None
+        self._check_open()
+
+    def _read_wrist3(self) -> float:
+        return float(self._read6("getActualQ", self.receive.getActualQ, "joint positions")[5])
+
+    def _wrist3_for_apply(self, reading: tuple[float, float] | None) -> float:
+        """``limit_command``'s reading when it was the arm's last call and is at most a period old, else a new one."""
+        if reading is not None and self.clock() - reading[1] <= self.cfg.period:
+            return reading[0]
+        return self._read_wrist3()
+
+    def _unwind_wrist3(self) -> None:
+        q = self._read6("getActualQ", self.receive.getActualQ, "joint positions")
+        wound = math.degrees(q[5])
+        q[5] = math.radians(self.cfg.home_wrist3_deg)  # only joint 6 turns: the TCP, on its axis, stays at home
+        self._move(f"moveJ unwinding wrist 3 to {self.cfg.home_wrist3_deg:g} deg", self.control.moveJ, q.tolist(),
+                   self.cfg.joint_speed, self.cfg.joint_acceleration,
+                   f"the arm is at home, wrist 3 not unwound (it was at {wound:.1f} deg)")
+
+    def _move(self, what: str, fn: Callable[..., Any], target: list[float], speed: float, acceleration: float,
+              left: str) -> None:
+        """One blocking move of ``reset``; ``left`` says where a failure leaves the arm."""
+        try:
+            done = self._call(what, fn, target, speed, acceleration)
+        except ArmError as exc:
+            raise ArmError(f"{exc}; {left}") from exc.__cause__
+        if not done:
+            raise ArmError(f"UR {what} failed (protective stop? program not running?); {left}")
+
     def _report(self) -> ArmState:
         state = self.state()
         self._pose = (state.ee_pos.copy(), state.ee_yaw)

@@ -4,9 +4,10 @@ The stand-ins play ``RTDEControlInterface``, ``RTDEReceiveInterface`` and ``RTDE
 gripper is a standard digital output) with the same positional signatures as ur_rtde's Python bindings, and
 record every call. Behind them a small controller model keeps the TCP pose in the robot base frame: ``moveL``
 puts it on the target, ``servoL`` sets a target the arm covers a fraction of between two pose reads (a lagging
-arm). They are injected through ``URArm(cfg, rtde=(control, receive, io))`` or, for ``robot-stack run``'s own
-path, as the ``rtde_control`` / ``rtde_receive`` / ``rtde_io`` modules in ``sys.modules``. Expected poses are
-computed here with scipy's ``Rotation``, independently of the driver's own conversions.
+arm), ``moveJ`` turns wrist 3 (and refuses to model any other joint moving). They are injected through
+``URArm(cfg, rtde=(control, receive, io))`` or, for ``robot-stack run``'s own path, as the ``rtde_control`` /
+``rtde_receive`` / ``rtde_io`` modules in ``sys.modules``. Expected poses are computed here with scipy's
+``Rotation``, independently of the driver's own conversions.
 
 The ur_rtde API the driver relies on, checked against ur_rtde's sources (rtde_control_interface.h/.cpp,
 rtde_receive_interface.cpp, rtde_io_interface.h) and its pybind11 bindings:
@@ -17,6 +18,9 @@ rtde_receive_interface.cpp, rtde_io_interface.h) and its pybind11 bindings:
   speed and acceleration unused; lookahead in [0.03, 0.2] s and gain in [100, 2000], else std::range_error
   (ValueError in Python); False on a protective or emergency stop or when the control script is not running.
 - ``moveL(pose, speed=0.25, acceleration=1.2, asynchronous=False) -> bool``: m/s and m/s^2.
+- ``moveJ(q, speed=1.05, acceleration=1.4, asynchronous=False) -> bool``: six joint positions in radians, rad/s
+  and rad/s^2 of the leading joint (the oldest releases check speed <= 1 and acceleration <= 2, like moveL's);
+  blocking, False when the move did not complete. A list of lists selects the path overload instead.
 - A pose is ``[x, y, z, rx, ry, rz]`` in the base frame: metres and an axis-angle rotation vector (radians);
   ``getActualTCPPose()`` returns the same.
 - ``servoStop(a=10.0)``, ``speedStop(a=10.0)``, ``stopScript()``, ``disconnect()``; ``isConnected()`` on the
@@ -36,6 +40,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 import types
 from pathlib import Path
 from typing import Any
@@ -53,7 +58,7 @@ from robot_stack.specs import ActionSpec, CameraIntrinsics, CameraSpec, PolicySp
 
 LAUNCH = Path(__file__).resolve().parent.parent / "launch" / "real_ur.yaml"
 HOST = "10.0.0.7"
-MOTION = ("moveL", "servoL", "servoStop", "speedStop", "stopScript", "setStandardDigitalOut")
+MOTION = ("moveL", "moveJ", "servoL", "servoStop", "speedStop", "stopScript", "setStandardDigitalOut")
 
 
 # ---- frames, computed independently of the driver ---------------------------------------------------------
@@ -123,6 +128,13 @@ class Controller:
         self.q[5] = self.wrist3_at(rotvec)
         self.tcp[3:] = rotvec
 
+    def move_joints(self, q: np.ndarray) -> None:
+        if not np.allclose(q[:5], self.q[:5], atol=1e-12):
+            raise AssertionError(f"the stand-in models wrist 3 turning alone, got {q} from {self.q}")
+        turn = Rotation.from_euler("z", -(q[5] - self.q[5]))  # the tool's yaw turns by minus wrist 3's turn
+        self.tcp[3:] = (turn * Rotation.from_rotvec(self.tcp[3:])).as_rotvec()
+        self.q[5], self.target = q[5], None
+
 
 def tool_yaw(rotvec: np.ndarray) -> float:
     m = Rotation.from_rotvec(rotvec).as_matrix()
@@ -146,6 +158,12 @@ class FakeControl:
         if ok:
             self.ctl.move_to(np.asarray(pose[3:], dtype=np.float64))
             self.ctl.tcp[:3], self.ctl.target = pose[:3], None
+        return ok
+
+    def moveJ(self, q, speed=1.05, acceleration=1.4, asynchronous=False) -> bool:
+        ok = self.ctl.call("moveJ", list(q), speed, acceleration)
+        if ok:
+            self.ctl.move_joints(np.asarray(q, dtype=np.float64))
         return ok
 
     def servoStop(self, a=10.0) -> bool:
@@ -216,11 +234,12 @@ SAFETY = SafetyConfig(workspace=WorkspaceBox(0.35, 0.65, -0.15, 0.15, 0.0, 0.3),
 ACTION = ActionSpec(dpos=0.05, dtheta=math.pi / 8)
 
 
-def make_arm_with(follow: float = 1.0, log: Any = print, **cfg: Any) -> tuple[URArm, Controller]:
+def make_arm_with(follow: float = 1.0, log: Any = print, wrist3: float = 0.0, clock: Any = time.monotonic,
+                  **cfg: Any) -> tuple[URArm, Controller]:
     cfg = {"host": HOST, "base_to_world": BASE_TO_WORLD.tolist(), "home": HOME, **cfg}
     world_from_base = np.asarray(cfg["base_to_world"])
-    ctl = Controller(base_pose(world_from_base, [0.45, 0.05, 0.2], START_YAW), follow)
-    return URArm(URConfig(**cfg), rtde=rtde_modules(ctl), log=log), ctl
+    ctl = Controller(base_pose(world_from_base, [0.45, 0.05, 0.2], START_YAW), follow, wrist3)
+    return URArm(URConfig(**cfg), rtde=rtde_modules(ctl), log=log, clock=clock), ctl
 
 
 def last_servo(ctl: Controller) -> tuple:
@@ -231,13 +250,65 @@ def last_servo(ctl: Controller) -> tuple:
 def test_reset_moves_home_in_the_base_frame_with_the_tool_down_and_the_gripper_open():
     arm, ctl = make_arm_with(speed=0.1, acceleration=0.3)
     state = arm.reset()
-    assert [c[0] for c in ctl.named(*MOTION)] == ["setStandardDigitalOut", "servoStop", "moveL"]
+    assert [c[0] for c in ctl.named(*MOTION)] == ["setStandardDigitalOut", "servoStop", "moveL", "moveJ"]
     assert ctl.named("setStandardDigitalOut")[0][1] == (0, False)  # close_high: open is the low level
     pose, speed, acceleration = ctl.named("moveL")[0][1]
     np.testing.assert_allclose(pose, base_pose(BASE_TO_WORLD, HOME, START_YAW), atol=1e-12)
     assert (speed, acceleration) == (0.1, 0.3)
     np.testing.assert_allclose(state.ee_pos, HOME, atol=1e-12)
     assert state.ee_yaw == pytest.approx(START_YAW) and state.gripper == 0.0
+
+
+@pytest.mark.parametrize("start_deg, home_deg", [(265.0, 0.0), (-268.0, 30.0), (0.0, -120.0)])
+def test_reset_unwinds_wrist3_at_home_turning_it_alone(start_deg, home_deg):
+    arm, ctl = make_arm_with(wrist3=math.radians(start_deg), home_wrist3_deg=home_deg, joint_speed=0.4,
+                             joint_acceleration=0.8)
+    others = ctl.q[:5].copy()
+    state = arm.reset()
+    assert [c[0] for c in ctl.named(*MOTION)] == ["setStandardDigitalOut", "servoStop", "moveL", "moveJ"]
+    np.testing.assert_allclose(ctl.named("moveL")[0][1][0], base_pose(BASE_TO_WORLD, HOME, START_YAW), atol=1e-12)
+    q, speed, acceleration = ctl.named("moveJ")[0][1]
+    np.testing.assert_allclose(q, [*others, math.radians(home_deg)], atol=1e-12)
+    assert (speed, acceleration) == (0.4, 0.8)
+    assert ctl.q[5] == pytest.approx(math.radians(home_deg))
+    np.testing.assert_allclose(state.ee_pos, HOME, atol=1e-12)  # the TCP, on wrist 3's axis, stayed at home
+    expected = math.remainder(math.radians(start_deg - home_deg), 2 * math.pi)  # wrist 3 turns by minus the yaw
+    assert yaw_change(state.ee_yaw, START_YAW) == pytest.approx(expected)
+    command, clipped = arm.limit_command(ArmCommand(dpos=np.zeros(3), dyaw=0.2))
+    assert not clipped and command.dyaw == 0.2  # the next episode's yaw steps have room again
+
+
+@pytest.mark.parametrize("move", ["moveL", "moveJ"])
+@pytest.mark.parametrize("failure", [False, RuntimeError("Lost connection to robot")])
+def test_a_failing_move_in_reset_is_an_arm_error_saying_where_the_arm_was_left(move, failure):
+    arm, ctl = make_arm_with(wrist3=math.radians(265.0))
+    if isinstance(failure, Exception):
+        ctl.raises[move] = failure
+    else:
+        ctl.returns[move] = failure
+    left = "did not reach home, wrist 3 not unwound" if move == "moveL" else \
+        r"is at home, wrist 3 not unwound \(it was at 265\.0 deg\)"
+    with pytest.raises(ArmError, match=f"UR {move} .*failed.*; the arm {left}") as err:
+        arm.reset()
+    assert err.value.__cause__ is (failure if isinstance(failure, Exception) else None)
+    assert len(ctl.named("moveJ")) == (0 if move == "moveL" else 1)
+    assert ctl.named("servoL") == []
+    ctl.raises.pop(move, None)
+    ctl.returns.pop(move, None)
+    state = arm.reset()  # a reset after the failure starts over: both moves again
+    assert ctl.q[5] == pytest.approx(0.0) and state.ee_pos == pytest.approx(HOME)
+
+
+def test_after_a_failed_unwind_apply_steps_from_where_the_arm_is_not_from_the_pose_before_reset():
+    arm, ctl = make_arm_with()
+    arm.reset()
+    for _ in range(3):
+        arm.apply(ArmCommand(dpos=np.array([0.0, 0.02, 0.0])))
+    ctl.returns["moveJ"] = False
+    with pytest.raises(ArmError, match="moveJ unwinding wrist 3"):
+        arm.reset()
+    arm.apply(ArmCommand(dpos=np.zeros(3)))
+    np.testing.assert_allclose(world_pose(BASE_TO_WORLD, last_servo(ctl)[0])[0], HOME, atol=1e-12)
 
 
 def test_a_policy_action_becomes_the_right_servol_target():
@@ -361,8 +432,9 @@ def test_interface_failures_during_apply_become_arm_errors(call, failure, match)
 def test_a_refused_move_home_and_a_failing_stop_are_arm_errors():
     arm, ctl = make_arm_with()
     ctl.returns["moveL"] = False
-    with pytest.raises(ArmError, match="moveL to home failed"):
+    with pytest.raises(ArmError, match="moveL to home failed .*did not reach home, wrist 3 not unwound"):
         arm.reset()
+    assert ctl.named("moveJ") == []
     ctl.raises["servoStop"] = RuntimeError("Lost connection")
     with pytest.raises(ArmError, match="servoStop failed"):
         arm.stop()
@@ -395,6 +467,7 @@ def test_missing_ur_rtde_gives_the_install_message(monkeypatch):
 # ---- wrist 3 ----------------------------------------------------------------------------------------------
 LIMIT_DEG = 300.0
 LIMIT = math.radians(LIMIT_DEG)
+NEAR_LIMIT_DEG = math.degrees(-LIMIT + 0.5)  # a home angle 0.5 rad inside the limit, on the side +dyaw turns to
 
 
 def yaw_change(after: float, before: float) -> float:
@@ -402,9 +475,8 @@ def yaw_change(after: float, before: float) -> float:
 
 
 def test_many_positive_yaw_steps_never_turn_wrist3_past_its_limit_and_a_step_back_is_taken_whole():
-    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG)
-    ctl.q[5] = -LIMIT + 0.5  # +dyaw turns wrist 3 negative: 0.5 rad left
-    arm.reset()
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, home_wrist3_deg=NEAR_LIMIT_DEG)
+    arm.reset()  # +dyaw turns wrist 3 negative: 0.5 rad left
     for _ in range(60):
         arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=0.15))
     assert min(ctl.wrist3_targets) >= -LIMIT - 1e-9
@@ -417,14 +489,49 @@ def test_many_positive_yaw_steps_never_turn_wrist3_past_its_limit_and_a_step_bac
 
 def test_from_beyond_the_limit_only_steps_back_are_taken():
     arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG)
-    ctl.q[5] = LIMIT + 0.1  # a translation turned it there (the base joint swings, wrist 3 follows)
     arm.reset()
+    ctl.q[5] = LIMIT + 0.1  # a translation turned it there (the base joint swings, wrist 3 follows)
     yaw = arm.state().ee_yaw
     arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=-0.15))
     assert ctl.wrist3_targets[-1] == pytest.approx(LIMIT + 0.1)
     assert yaw_change(arm.state().ee_yaw, yaw) == pytest.approx(0.0, abs=1e-12)
     arm.apply(ArmCommand(dpos=np.zeros(3), dyaw=0.15))
     assert ctl.wrist3_targets[-1] == pytest.approx(LIMIT - 0.05)
+
+
+def test_apply_right_after_limit_command_reuses_its_joint_reading_and_still_limits_what_it_is_given():
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, home_wrist3_deg=math.degrees(-LIMIT + 0.1))
+    arm.reset()
+    big = ArmCommand(dpos=np.zeros(3), dyaw=0.5)
+    command, clipped = arm.limit_command(big)
+    assert clipped and command.dyaw == pytest.approx(0.1)
+    reads = len(ctl.named("getActualQ"))
+    arm.apply(big)  # not the command limit_command returned: limited all the same
+    assert len(ctl.named("getActualQ")) == reads
+    assert ctl.wrist3_targets[-1] == pytest.approx(-LIMIT)
+
+
+@pytest.mark.parametrize("between", ["no limit_command", "state", "hold", "an earlier apply", "a period later"])
+def test_apply_reads_the_joints_itself_unless_limit_command_was_the_last_call_within_a_period(between):
+    now = [0.0]
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, home_wrist3_deg=NEAR_LIMIT_DEG, clock=lambda: now[0])
+    arm.reset()
+    turn = ArmCommand(dpos=np.zeros(3), dyaw=0.3)
+    if between != "no limit_command":
+        assert arm.limit_command(turn) == (turn, False)  # 0.5 rad left when it read the joints
+    if between == "state":
+        arm.state()
+    elif between == "hold":
+        arm.hold()
+    elif between == "an earlier apply":
+        arm.apply(ArmCommand(dpos=np.zeros(3)))
+    elif between == "a period later":
+        now[0] += 0.1 + 1e-6
+    ctl.q[5] = -LIMIT + 0.05  # a translation turned wrist 3 on since: only a fresh reading knows
+    reads = len(ctl.named("getActualQ"))
+    arm.apply(turn)
+    assert len(ctl.named("getActualQ")) == reads + 1
+    assert ctl.wrist3_targets[-1] == pytest.approx(-LIMIT)
 
 
 @pytest.mark.parametrize("failure, match", [
@@ -494,8 +601,8 @@ def test_the_loop_holds_on_missed_answers_then_stops_the_ur_arm():
     result = loop.run_episode()
     assert result.reason == "policy_silent" and result.held == 3
     names = [c[0] for c in ctl.named(*MOTION)]
-    assert names == ["setStandardDigitalOut", "servoStop", "moveL", "servoL", "setStandardDigitalOut", "servoL",
-                     "servoL", "servoL", "servoL", "servoStop", "speedStop"]
+    assert names == ["setStandardDigitalOut", "servoStop", "moveL", "moveJ", "servoL", "setStandardDigitalOut",
+                     "servoL", "servoL", "servoL", "servoL", "servoStop", "speedStop"]
     holds = [world_pose(BASE_TO_WORLD, c[1][0])[0] for c in ctl.named("servoL")[2:]]
     np.testing.assert_allclose(holds, [holds[0]] * 3, atol=1e-12)  # an arm that got there stays there
     np.testing.assert_allclose(holds[0], np.add(HOME, [0.02, 0.0, 0.0]), atol=1e-12)
@@ -503,15 +610,28 @@ def test_the_loop_holds_on_missed_answers_then_stops_the_ur_arm():
 
 def test_the_loop_counts_shortened_yaw_steps_as_clips_and_the_arm_notes_them_once_per_episode():
     notes: list[str] = []
-    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, log=notes.append)
-    ctl.q[5] = -LIMIT + 0.5
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, home_wrist3_deg=NEAR_LIMIT_DEG, log=notes.append)
     turn = np.array([0.0, 0.0, 0.0, 0.5, -1.0])  # 0.5 * pi/8 = 0.196 rad a period, under max_dyaw: no filter clip
     loop, _ = loop_for(arm, [], lambda: turn)
     first, second = loop.run_episode(), loop.run_episode()
     assert (first.reason, first.steps, second.steps) == ("max_steps", 20, 20)
-    assert (first.clipped, second.clipped) == (18, 20)  # two whole steps fit in the 0.5 rad left, then none
+    assert (first.clipped, second.clipped) == (18, 18)  # two whole steps fit in the 0.5 rad left, then none
     assert len(notes) == 2 and all(note.startswith("UR wrist 3 at -") for note in notes)
     assert min(ctl.wrist3_targets) >= -LIMIT - 1e-9
+
+
+def test_the_loop_reads_the_joints_once_a_period_and_checks_the_connection_before_every_read():
+    arm, ctl = make_arm_with(wrist3_limit_deg=LIMIT_DEG, home_wrist3_deg=NEAR_LIMIT_DEG)
+    loop, _ = loop_for(arm, [], lambda: np.array([0.0, 0.0, 0.0, 0.5, -1.0]))
+    result = loop.run_episode()
+    assert result.steps == 20 and result.clipped == 18
+    period_calls = ctl.calls[ctl.calls.index(ctl.named("moveJ")[0]) + 1:]
+    names = [c[0] for c in period_calls]
+    assert names.count("getActualQ") == result.steps
+    assert names.count("receive.isConnected") == names.count("getActualQ") + names.count("getActualTCPPose")
+    for before, name in zip(names, names[1:], strict=False):
+        if name in ("getActualQ", "getActualTCPPose"):
+            assert before == "receive.isConnected"
 
 
 def test_a_connection_lost_mid_episode_ends_it_with_an_arm_error_and_an_attempted_stop():
@@ -538,7 +658,7 @@ def test_real_ur_launch_file_builds_the_arm_robot_stack_run_builds(monkeypatch):
     assert isinstance(arm, URArm)
     assert arm.cfg == URConfig(host="10.1.2.3", frequency=500.0, period=0.1, lookahead=0.1, gain=300.0, speed=0.1,
                                acceleration=0.3, home=[0.5, 0.0, 0.15], gripper_output=0, gripper_close_high=True,
-                               wrist3_limit_deg=270.0)
+                               wrist3_limit_deg=270.0, home_wrist3_deg=0.0, joint_speed=0.5, joint_acceleration=1.0)
     assert ctl.calls == [("RTDEControlInterface", ("10.1.2.3", 500.0)), ("RTDEReceiveInterface", ("10.1.2.3", 500.0)),
                          ("RTDEIOInterface", ("10.1.2.3",))]
     assert arm.cfg.period == pytest.approx(cfg.loop.period)  # servoL targets spread over one loop period
@@ -561,6 +681,10 @@ def test_real_ur_launch_file_builds_the_arm_robot_stack_run_builds(monkeypatch):
     ("arm.ur.base_to_world=[[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]", r"arm\.ur: base_to_world must be a rigid"),
     ("arm.ur.base_to_world=[[1,0,0],[0,1,0],[0,0,1]]", r"arm\.ur: base_to_world must be a finite 4x4"),
     ("arm.ur.wrist3_limit_deg=400", r"arm\.ur: wrist3_limit_deg must be in \[1, 360\] deg, got 400"),
+    ("arm.ur.home_wrist3_deg=280", r"arm\.ur: home_wrist3_deg must be in \[-270, 270\] deg \(\+-wrist3_limit_deg\)"),
+    ("arm.ur.home_wrist3_deg=nan", r"arm\.ur: home_wrist3_deg must be in"),
+    ("arm.ur.joint_speed=1.5", r"arm\.ur: joint_speed must be in \[1e-06, 1\] rad/s, got 1\.5"),
+    ("arm.ur.joint_acceleration=0", r"arm\.ur: joint_acceleration must be in \[1e-06, 2\] rad/s\^2, got 0"),
 ])
 def test_a_bad_ur_config_is_a_clear_error_naming_the_key_before_connecting(monkeypatch, override, match):
     ctl = Controller(base_pose(np.eye(4), HOME, 0.0))
