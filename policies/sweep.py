@@ -77,11 +77,6 @@ class Trial:
     dataset: sweep_offline.Dataset | None = None  # job: offline
     job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
 
-    @property
-    def train_config(self) -> dict[str, Any]:
-        # The name a job: train trial's config had before the trial classes were merged; callers still read it.
-        return self.job_config
-
 
 @dataclass(frozen=True)
 class Job:

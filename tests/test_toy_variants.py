@@ -100,7 +100,7 @@ def test_sweep_toy_builds_the_18_trials():
     trials = make_trials(config.load(SweepConfig, "sweep_toy", []))
     assert len(trials) == 18
     broken = [t for t in trials if t.variant == "action_bias"]
-    assert len(broken) == 9 and all(t.train_config["env"]["variant"] == "action_bias" for t in broken)
-    assert all("variant" not in t.train_config["env"] for t in trials if t.variant == "none")
-    assert {t.train_config["sac"]["rotated_copies"] for t in trials} == {0}
-    assert {t.train_config["total_steps"] for t in trials} == {1200}
+    assert len(broken) == 9 and all(t.job_config["env"]["variant"] == "action_bias" for t in broken)
+    assert all("variant" not in t.job_config["env"] for t in trials if t.variant == "none")
+    assert {t.job_config["sac"]["rotated_copies"] for t in trials} == {0}
+    assert {t.job_config["total_steps"] for t in trials} == {1200}
