@@ -306,27 +306,42 @@ def curves(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tup
     return out
 
 
-def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_rate") -> None:
+def pyplot():
+    """matplotlib.pyplot on the Agg backend: files only, so it works on Ray workers and machines without a display."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # steps, mean, half-width of the band
+
+
+def draw_curves(ax, lines: dict[str, Curve], metric: str, title: str, band: bool = True) -> None:
+    """One panel of eval ``metric`` against environment steps, a line per label (with its 95% band if ``band``)."""
+    for label, (steps, mean, half) in lines.items():
+        # Without a band the points are marked: a run with a single eval would otherwise draw nothing.
+        ax.plot(steps, mean, label=label, marker=None if band else "o", markersize=3)
+        if band:
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+    ax.set_title(title)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"eval {metric.replace('_', ' ')}" + (" (mean, 95% CI)" if band else ""))
+    if metric == "success_rate":
+        ax.set_ylim(-0.05, 1.05)
+    ax.legend()
+
+
+def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_rate") -> None:
+    plt = pyplot()
     data = curves(read_results(csv_path), metric)
     variants = sorted({v for v, _ in data})
     fig, axes = plt.subplots(1, len(variants), figsize=(5 * len(variants), 3.8), squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
-        for (v, family), (steps, mean, half) in data.items():
-            if v != variant:
-                continue
-            ax.plot(steps, mean, label=family)
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
-        ax.set_title(f"variant: {variant}")
-        ax.set_xlabel("environment steps")
-        ax.set_ylabel(f"eval {metric.replace('_', ' ')} (mean, 95% CI)")
-        if metric == "success_rate":
-            ax.set_ylim(-0.05, 1.05)
-        ax.legend()
+        lines = {family: curve for (v, family), curve in data.items() if v == variant}
+        draw_curves(ax, lines, metric, f"variant: {variant}")
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
@@ -334,11 +349,7 @@ def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_
 
 def plot_relaxed_weights(trials: list[Trial], results: list[dict[str, Any]], png_path: Path) -> None:
     """One panel per relaxed trial: w(h) averaged over banks, per layer, against the group element h."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     panels = [(t, r["relaxed_weights"]) for t, r in zip(trials, results, strict=True) if r["relaxed_weights"]]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
     if not panels:

@@ -5,14 +5,20 @@ the networks, optimisers, temperature, step and episode counters, RNG states, th
 the full replay buffer. Resuming restores all of that exactly; the one approximation is that the
 environments start fresh episodes (an episode cut by the kill is not continued, and its partial
 n-step window is dropped). Ctrl-C saves a checkpoint before the job exits.
+
+For reading a run without torch, ``<out_dir>/evals.csv`` (one row per eval: step, success_rate, return, seconds of
+training since the run started, summed over resumed sessions) and ``<out_dir>/learning_curve.png`` are rewritten
+from the eval history after every eval and when a job starts or resumes, so after a resume they match the checkpoint.
 """
 
 from __future__ import annotations
 
+import csv
 import math
 import os
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +34,9 @@ from robot_stack.symmetry import Group
 
 TOY_TASKS = ("toy_reach",)
 CHECKPOINT_FORMAT = 1
+EVALS_CSV = "evals.csv"
+CURVE_PNG = "learning_curve.png"
+EVAL_FIELDS = ("step", "success_rate", "return", "seconds")
 
 
 class CheckpointError(config.ConfigError):
@@ -88,6 +97,11 @@ class TrainResult:
     evals: list[dict[str, float]]
     interrupted: bool = False
     onnx_path: Path | None = None
+
+    @property
+    def files(self) -> list[str]:
+        """The run directory's files for a reader: eval table, curve, checkpoint and (if exported) the policy."""
+        return [EVALS_CSV, CURVE_PNG, "checkpoint.pt", *([self.onnx_path.name] if self.onnx_path else [])]
 
     @property
     def final_success(self) -> float:
@@ -155,6 +169,12 @@ class Trainer:
         self.evals: list[dict[str, float]] = []
         self.recent: deque[float] = deque(maxlen=cfg.success_window)
         self.writer = None
+        self.started = time.perf_counter()
+        self.seconds_before = 0.0  # training time of earlier sessions of this run, from the checkpoint
+
+    @property
+    def seconds(self) -> float:
+        return self.seconds_before + time.perf_counter() - self.started
 
     # -- checkpoints ---------------------------------------------------------------------------------
     @property
@@ -166,7 +186,7 @@ class Trainer:
                  "config": config.to_dict(self.cfg), "step": self.step, "expert_steps": self.expert_steps,
                  "episodes": self.episodes, "evals": self.evals, "recent": list(self.recent),
                  "agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(), "buffer_size": len(self.buffer)}
+                 "torch_rng": torch.get_rng_state(), "buffer_size": len(self.buffer), "seconds": self.seconds}
         # Each save writes its own buffer file before the checkpoint that names it, and removes older ones only
         # afterwards: a kill at any moment leaves a checkpoint.pt whose buffer file is complete and matches it.
         buffer_file = f"buffer-{self.step}-{time.time_ns()}.npz"  # unique even for two saves at one step
@@ -192,6 +212,7 @@ class Trainer:
                                   f"expects {state['buffer_size']} (files from different saves?)")
         self.step, self.expert_steps, self.episodes = state["step"], state["expert_steps"], state["episodes"]
         self.evals = list(state["evals"])
+        self.seconds_before = state.get("seconds", 0.0)
         self.recent.extend(state["recent"])
         self.rng.bit_generator.state = state["rng"]
         torch.set_rng_state(state["torch_rng"])
@@ -234,10 +255,18 @@ class Trainer:
                 done = terminated or truncated
             successes.append(float(info.get("success", False)))
             returns.append(ret)
-        result = {"step": self.step, "success_rate": float(np.mean(successes)), "return": float(np.mean(returns))}
+        result = {"step": self.step, "success_rate": float(np.mean(successes)), "return": float(np.mean(returns)),
+                  "seconds": round(self.seconds, 2)}
         self.evals.append(result)
         self._log({"eval/success_rate": result["success_rate"], "eval/return": result["return"]})
+        self.write_eval_files()
         return result
+
+    def write_eval_files(self) -> None:
+        """evals.csv and learning_curve.png from the whole eval history: rewriting both keeps each eval once."""
+        write_evals_csv(self.evals, self.dir / EVALS_CSV)
+        label = f"{self.cfg.family} {self.spec.group}"
+        plot_evals(self.evals, self.dir / CURVE_PNG, f"{self.cfg.task}  {label}  seed {self.cfg.seed}", label)
 
     def _log(self, scalars: dict[str, float]) -> None:
         if self.writer is not None:
@@ -252,6 +281,7 @@ class Trainer:
         elif cfg.expert_episodes > 0:
             self.seed_expert_episodes()
         config.save(cfg, self.dir / "config.yaml")
+        self.write_eval_files()  # drops evals of a killed session that its checkpoint never saw
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -352,6 +382,45 @@ class Trainer:
         return path
 
 
+def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` then rename over ``path``: a reader (or a kill) never sees a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def write_evals_csv(evals: list[dict[str, float]], path: Path) -> None:
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=EVAL_FIELDS, restval="")  # evals of older runs lack seconds
+            writer.writeheader()
+            writer.writerows(evals)
+
+    _replace_with(path, write)
+
+
+def read_evals_csv(path: Path) -> list[dict[str, float]]:
+    with open(path, newline="") as fh:
+        return [{k: int(v) if k == "step" else float(v) for k, v in row.items() if v != ""}
+                for row in csv.DictReader(fh)]
+
+
+def plot_evals(evals: list[dict[str, float]], path: Path, title: str, label: str) -> None:
+    """Eval success rate and return against environment steps, side by side."""
+    from policies.sweep import draw_curves, pyplot
+
+    plt = pyplot()
+    steps = np.array([e["step"] for e in evals])
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), squeeze=False)
+    for ax, metric in zip(axes[0], ("success_rate", "return"), strict=True):
+        values = np.array([e[metric] for e in evals], dtype=float)
+        draw_curves(ax, {label: (steps, values, np.zeros_like(values))}, metric, metric.replace("_", " "), band=False)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _replace_with(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))
+    plt.close(fig)
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     from policies.checkpoint import read_state
 
@@ -377,5 +446,5 @@ def train(cfg: TrainConfig) -> TrainResult:
     result = Trainer(cfg).run()
     if cfg.progress:
         print(f"trained {result.step} steps on {device} in {time.perf_counter() - started:.0f} s; "
-              f"final eval success {result.final_success:.0%}; run dir {result.out_dir}")
+              f"final eval success {result.final_success:.0%}; run dir {result.out_dir}: {', '.join(result.files)}")
     return result

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -14,13 +15,14 @@ import pytest
 import torch
 
 from policies.replay_buffer import Transition
-from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint
+from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint, read_evals_csv, train
 from robot_stack import cli, config
 
 TINY = ["env.heightmap_size=16", "network.family=cnn", "network.widths=[2]", "network.kernel_sizes=[3]",
         "network.hidden=2", "tensorboard=false", "progress=false", "export_onnx=false", "expert_episodes=2",
         "sac.batch_size=8", "learning_starts=8", "eval_episodes=2"]
 REPO = Path(__file__).resolve().parent.parent
+RESUME_EVERY = ["eval_every=20", "checkpoint_every=100"]  # evals between checkpoints, lost to a kill
 
 
 def _start_job(out_dir: Path, extra: list[str]) -> subprocess.Popen:
@@ -31,14 +33,24 @@ def _start_job(out_dir: Path, extra: list[str]) -> subprocess.Popen:
 
 
 def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    _wait_until(path.exists, proc, f"no {path.name} appeared", timeout)
+
+
+def _wait_until(done: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 120.0) -> None:
     deadline = time.monotonic() + timeout
-    while not path.exists():
+    while not done():
         if proc.poll() is not None:
             raise AssertionError(f"job exited early: {proc.stdout.read()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise AssertionError("no checkpoint appeared")
+            raise AssertionError(what)
         time.sleep(0.2)
+
+
+def _csv_ahead_of_checkpoint(out_dir: Path) -> bool:
+    """evals.csv holds an eval the checkpoint does not: a kill now leaves the case resume has to clean up."""
+    rows = read_evals_csv(out_dir / "evals.csv")
+    return bool(rows) and rows[-1]["step"] > read_checkpoint(out_dir / "checkpoint.pt")["step"]
 
 
 def _trainer(out_dir: Path, extra: list[str]) -> Trainer:
@@ -46,12 +58,15 @@ def _trainer(out_dir: Path, extra: list[str]) -> Trainer:
 
 
 def test_kill_and_resume_continues_from_checkpoint(tmp_path):
-    proc = _start_job(tmp_path, ["checkpoint_every=40"])
+    proc = _start_job(tmp_path, RESUME_EVERY)
     _wait_for(tmp_path / "checkpoint.pt", proc)
+    _wait_until(lambda: _csv_ahead_of_checkpoint(tmp_path), proc, "no eval after a checkpoint")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     saved = read_checkpoint(tmp_path / "checkpoint.pt")
-    assert saved["step"] >= 40 and saved["step"] % 40 == 0
+    assert saved["step"] >= 100 and saved["step"] % 100 == 0
+    assert [e["step"] for e in read_evals_csv(tmp_path / "evals.csv")][:len(saved["evals"])] == \
+        [e["step"] for e in saved["evals"]]
     trainer = _trainer(tmp_path, ["total_steps=1000"])
     trainer.load_checkpoint()
     assert trainer.step == saved["step"]
@@ -60,11 +75,29 @@ def test_kill_and_resume_continues_from_checkpoint(tmp_path):
     for name, value in trainer.agent.actor.state_dict().items():
         torch.testing.assert_close(value, saved["agent"]["actor"][name])
     # run() resumes (no new expert episodes) and goes on to the new total.
-    trainer = _trainer(tmp_path, [f"total_steps={saved['step'] + 20}"])
+    trainer = _trainer(tmp_path, [f"total_steps={saved['step'] + 40}", *RESUME_EVERY])
     result = trainer.run()
-    assert result.step == saved["step"] + 20
+    assert result.step == saved["step"] + 40
     assert trainer.expert_steps == saved["expert_steps"]
     assert len(trainer.buffer) > saved["buffer_size"]
+    # evals.csv is the resumed eval history: the killed session's evals past its checkpoint are gone, none twice.
+    steps = [e["step"] for e in read_evals_csv(tmp_path / "evals.csv")]
+    assert steps == list(range(20, result.step + 1, 20))
+    assert read_evals_csv(tmp_path / "evals.csv") == read_checkpoint(tmp_path / "checkpoint.pt")["evals"]
+
+
+def test_a_run_writes_its_evals_as_csv_and_a_learning_curve(tmp_path, capsys):
+    cfg = config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={tmp_path}", "total_steps=40", "eval_every=20",
+                                                  "progress=true"])
+    result = train(cfg)
+    rows = read_evals_csv(tmp_path / "evals.csv")
+    assert rows == read_checkpoint(tmp_path / "checkpoint.pt")["evals"] == result.evals
+    assert [r["step"] for r in rows] == [20, 40]
+    assert 0 <= rows[0]["seconds"] <= rows[1]["seconds"]
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob("*.tmp"))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "evals.csv" in last and "learning_curve.png" in last and str(tmp_path) in last
 
 
 def test_a_save_killed_after_its_buffer_file_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):
