@@ -8,6 +8,8 @@ import pytest
 import zarr
 
 from policies import offline
+from policies.bc import BCConfig
+from robot_stack import config
 from robot_stack.commands.offline import OfflineJob, run_job
 from robot_stack.recorder import EpisodeRecorder
 from robot_stack.specs import SpecError
@@ -217,6 +219,11 @@ def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
     other = offline.make_eval_env("toy_reach", {"heightmap_size": 16}, NET)[1]
     with pytest.raises(SpecError, match="heightmap"):
         offline.load_init(offline.build_algorithm("bc", other, NET, {}, torch.device("cpu")), path, other)
+
+
+def test_summary_records_the_algorithm_config_as_built(tmp_path, toy_store):
+    summary = run_job(job(tmp_path, [toy_store], algo="bc", bc={"lr": "1e-3"}))  # "1e-3": a command-line string
+    assert summary["config"]["bc"] == config.to_dict(BCConfig(lr=1e-3))
 
 
 def test_overrides_typed_after_dataset_are_split_from_paths(toy_store):

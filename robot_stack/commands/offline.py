@@ -113,6 +113,8 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
     out.mkdir(parents=True, exist_ok=True)
     summary = {"out_dir": str(out), "eval": result, "train_seconds": train_seconds, "transitions": len(data),
-               "datasets": job.datasets, "config": config.to_dict(job), "history": history}
+               "datasets": job.datasets, "history": history,
+               # the algorithm's own config as built (defaults filled in, "1e-3" from the command line a float)
+               "config": {**config.to_dict(job), job.algo: config.to_dict(algo.cfg)}}
     offline.save_run(algo, spec, out, summary, job.network, export=job.export)
     return summary
