@@ -236,3 +236,50 @@ def test_odd_sized_maps_keep_exact_equivariance(family):
     hm, vec, act = batch(4, 20, 3)
     assert equivariance_error(actor, hm, vec)["network"] < 1e-5
     assert equivariance_error(critic, hm, vec, act)["network"] < 1e-5
+
+
+def _regular_c4_conv_pair():
+    from escnn import nn as enn
+
+    from policies.networks.layers import RelaxedGroupConv
+
+    torch.manual_seed(0)
+    gspace = gspace_for(Group.parse("C4"))
+    in_type = enn.FieldType(gspace, [gspace.regular_repr] * 3)
+    relaxed = RelaxedGroupConv(in_type, out_fields=4, kernel_size=3, banks=2)
+    exact = enn.R2Conv(in_type, relaxed.out_type, 3, padding=1, bias=False)
+    return in_type, relaxed, exact
+
+
+def _relative_filter_step(module, filter_fn, x) -> float:
+    """||filter after one Adam step - before|| / ||before|| on a fixed random linear loss."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    opt = torch.optim.Adam(params, lr=1e-3)
+    before = filter_fn().detach().clone()
+    loss = (module(x).tensor * torch.randn_like(module(x).tensor, generator=torch.Generator().manual_seed(1))).sum()
+    loss.backward()
+    opt.step()
+    return float((filter_fn().detach() - before).norm() / before.norm())
+
+
+def test_relaxed_banks_learn_at_the_rate_of_an_exact_conv():
+    """Adam moves each weight by ~lr: banks stored |G| sqrt(L) times larger learned that many times slower."""
+    from escnn import nn as enn
+
+    in_type, relaxed, exact = _regular_c4_conv_pair()
+    relaxed.relaxed_weights.requires_grad_(False)  # the banks alone
+    x = enn.GeometricTensor(torch.randn(2, in_type.size, 9, 9, generator=torch.Generator().manual_seed(2)), in_type)
+    step_relaxed = _relative_filter_step(relaxed, relaxed.filter, x)
+    step_exact = _relative_filter_step(exact, lambda: exact.expand_parameters()[0], x)
+    assert 0.5 <= step_relaxed / step_exact <= 2.0, (step_relaxed, step_exact)
+
+
+def test_relaxed_state_dict_from_before_the_bank_scale_buffer_loads_to_the_same_filter():
+    _, saved, _ = _regular_c4_conv_pair()
+    old = {k: v for k, v in saved.state_dict().items() if k != "bank_scale"}
+    old["bank.weights"] = old["bank.weights"] * saved.bank_scale  # the old layout: the factor in the weights
+    _, loaded, _ = _regular_c4_conv_pair()
+    with torch.no_grad():
+        loaded.bank.weights.zero_()
+    loaded.load_state_dict(old)
+    torch.testing.assert_close(loaded.filter(), saved.filter())

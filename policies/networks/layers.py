@@ -111,10 +111,19 @@ class RelaxedGroupConv(_RelaxedConvBase):
         gspace = in_type.gspace
         bank_type = enn.FieldType(gspace, [gspace.regular_repr] * (banks * out_fields))
         self.bank = enn.R2Conv(in_type, bank_type, kernel_size, padding=self.padding, bias=False)
-        with torch.no_grad():  # the combined filter at init has the bank's (He) scale, see docs/networks.md
-            self.bank.weights.mul_(self.group_order * math.sqrt(banks))
+        # The combined filter at init has the bank's (He) scale (docs/networks.md). The factor is applied in
+        # filter(), not folded into the bank's weights: Adam's steps have a fixed size in parameter space, so
+        # weights stored |G| sqrt(L) times larger changed that many times slower than an exact layer's.
+        self.register_buffer("bank_scale", torch.tensor(self.group_order * math.sqrt(banks)))
         init = 1.0 / (banks * self.group_order)
         self.relaxed_weights = nn.Parameter(torch.full((self.group_order, banks), init))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        if prefix + "bank_scale" not in state_dict:  # saved when the bank's weights carried the factor
+            state_dict[prefix + "bank_scale"] = self.bank_scale.clone()
+            if prefix + "bank.weights" in state_dict:
+                state_dict[prefix + "bank.weights"] = state_dict[prefix + "bank.weights"] / self.bank_scale
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def _keep_children_training(self) -> None:
         self.bank.train(True)
@@ -133,7 +142,7 @@ class RelaxedGroupConv(_RelaxedConvBase):
         else:
             f = f.reshape(*f.shape[:3], -1, self.group_order, k, k)  # [L, O, G, I, H, k, k]
             out = torch.einsum("hl,logihxy->ogihxy", w, f)
-        return out.reshape(self.out_type.size, self.in_type.size, k, k)
+        return (out * self.bank_scale).reshape(self.out_type.size, self.in_type.size, k, k)
 
     def regularization(self) -> torch.Tensor:
         """Mean |w_l(h) - mean_h w_l(h)|, relative to the initial value: 0 exactly when equivariant."""
@@ -147,7 +156,7 @@ class RelaxedGroupConv(_RelaxedConvBase):
         coef = coef.reshape(self.banks, self.out_fields, -1)
         w_mean = self.relaxed_weights.detach().mean(0)  # [L]
         with torch.no_grad():
-            conv.weights.copy_(torch.einsum("l,lob->ob", w_mean, coef).reshape(-1))
+            conv.weights.copy_(torch.einsum("l,lob->ob", w_mean, coef).reshape(-1) * self.bank_scale)
         self._set_exact_bias(conv)
         return conv
 
