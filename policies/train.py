@@ -192,9 +192,7 @@ class Trainer:
         buffer_file = f"buffer-{self.step}-{time.time_ns()}.npz"  # unique even for two saves at one step
         self.buffer.save(self.dir / buffer_file)
         state["buffer_file"] = buffer_file
-        tmp = self.checkpoint_path.with_suffix(".pt.tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.checkpoint_path)
+        _replace_with(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
         for old in self.dir.glob("buffer*.npz"):
             if old.name != buffer_file:
                 old.unlink(missing_ok=True)
@@ -245,7 +243,7 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         successes, returns = [], []
         for ep in range(self.cfg.eval_episodes):
-            obs, _ = self.eval_env.reset(seed=10_000_000 + self.cfg.seed * 1000 + ep)
+            obs, _ = self.eval_env.reset(seed=eval_episode_seed(self.cfg.seed, ep))
             done, ret, info = False, 0.0, {"success": False}
             while not done:
                 action = self.agent.act(obs["heightmap"][None], vector_of(self.spec.observation, obs)[None],
@@ -380,6 +378,11 @@ class Trainer:
                    "eval_success_rate": self.evals[-1]["success_rate"] if self.evals else math.nan}
         export_actor(self.agent.actor, self.spec, path, summary)
         return path
+
+
+def eval_episode_seed(train_seed: int, episode: int) -> int:
+    """The reset seed of eval episode ``episode`` of a run trained with ``train_seed``: apart from training's."""
+    return 10_000_000 + train_seed * 1000 + episode
 
 
 def _replace_with(path: Path, write: Callable[[Path], object]) -> None:

@@ -256,7 +256,8 @@ def _relative_filter_step(module, filter_fn, x) -> float:
     params = [p for p in module.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=1e-3)
     before = filter_fn().detach().clone()
-    loss = (module(x).tensor * torch.randn_like(module(x).tensor, generator=torch.Generator().manual_seed(1))).sum()
+    out = module(x).tensor
+    loss = (out * torch.randn(out.shape, generator=torch.Generator().manual_seed(1))).sum()
     loss.backward()
     opt.step()
     return float((filter_fn().detach() - before).norm() / before.norm())

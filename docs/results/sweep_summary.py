@@ -17,10 +17,8 @@ from typing import Any
 import numpy as np
 
 from policies.sweep import confidence_band
-from policies.train import TOY_TASKS, make_env, make_expert, read_checkpoint
+from policies.train import TOY_TASKS, eval_episode_seed, make_env, make_expert, read_checkpoint
 from sim.toy import ToyReachExpert
-
-EVAL_SEED = 10_000_000  # Trainer.evaluate: episode ep of training seed s resets with EVAL_SEED + 1000 s + ep
 
 
 def final_rows(run: Path) -> list[dict[str, Any]]:
@@ -64,7 +62,7 @@ def policy_rate(cfg: dict[str, Any], make_actor: Callable[[Any], Any], seeds: li
     wins, episodes = 0, int(cfg["eval_episodes"])
     for seed in seeds:
         for ep in range(episodes):
-            obs, _ = env.reset(seed=EVAL_SEED + 1000 * seed + ep)
+            obs, _ = env.reset(seed=eval_episode_seed(seed, ep))
             actor.reset()
             done, info = False, {}
             while not done:
