@@ -281,11 +281,9 @@ def _cell_text(cell: Cell) -> str:
 
 
 def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
-    import matplotlib
+    from policies.sweep import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     rows = read_offline_results(csv_path)
     datasets = _datasets_by_size(rows)
     cells, rand = grid_cells(rows), random_cells(rows)
