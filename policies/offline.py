@@ -365,9 +365,10 @@ def evaluate(policy: Callable[[dict], np.ndarray], env: Any, episodes: int, seed
             "mean_length": float(np.mean(lengths)) if episodes else float("nan"), "episodes": episodes}
 
 
-def random_policy(seed: int) -> Callable[[dict], np.ndarray]:
+def random_policy(seed: int, action_dim: int) -> Callable[[dict], np.ndarray]:
+    """Uniform actions in [-1, 1]^action_dim: the floor every trained policy is compared against."""
     rng = np.random.default_rng(seed)
-    return lambda obs: rng.uniform(-1.0, 1.0, size=5).astype(np.float32)
+    return lambda obs: rng.uniform(-1.0, 1.0, size=action_dim).astype(np.float32)
 
 
 # ---------------------------------------------------------------- checkpoints: save, and start from one

@@ -27,6 +27,7 @@ import numpy as np
 
 from policies import sweep_offline
 from robot_stack import config
+from robot_stack.plotting import pyplot
 
 NO_VARIANT = "none"
 
@@ -304,16 +305,6 @@ def curves(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tup
         mean, half = confidence_band(values)
         out[key] = (np.array(steps), mean, half)
     return out
-
-
-def pyplot():
-    """matplotlib.pyplot on the Agg backend: files only, so it works on Ray workers and machines without a display."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # steps, mean, half-width of the band

@@ -178,7 +178,7 @@ def random_success(job: Any) -> float:
 
     env, _ = offline.make_eval_env(job.task, job.env, job.network)
     try:
-        policy = offline.random_policy(job.seed)
+        policy = offline.random_policy(job.seed, env.action_space.shape[0])
         return offline.evaluate(policy, env, job.eval_episodes, job.seed + EVAL_SEED_OFFSET)["success_rate"]
     finally:
         env.close()
@@ -281,7 +281,7 @@ def _cell_text(cell: Cell) -> str:
 
 
 def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
-    from policies.sweep import pyplot
+    from robot_stack.plotting import pyplot
 
     plt = pyplot()
     rows = read_offline_results(csv_path)

@@ -410,7 +410,8 @@ def read_evals_csv(path: Path) -> list[dict[str, float]]:
 
 def plot_evals(evals: list[dict[str, float]], path: Path, title: str, label: str) -> None:
     """Eval success rate and return against environment steps, side by side."""
-    from policies.sweep import draw_curves, pyplot
+    from policies.sweep import draw_curves
+    from robot_stack.plotting import pyplot
 
     plt = pyplot()
     steps = np.array([e["step"] for e in evals])

@@ -29,10 +29,9 @@ def scene_rgb(env, width: int = 320, height: int = 240) -> np.ndarray:
 
 
 def task_figure(task: str, out: Path, steps: int) -> Path:
-    import matplotlib
+    from robot_stack.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     env = sim.make_env(task, heightmap_size=64, camera="gl")
     obs, _ = env.reset(seed=0)

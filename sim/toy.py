@@ -110,7 +110,7 @@ class ToyReachEnv(gym.Env):
         self.observation_space = gym.spaces.Dict({
             "heightmap": gym.spaces.Box(0.0, self.hm_spec.max_height, (1, size, size), np.float32),
             "gripper": gym.spaces.Box(0.0, 1.0, (2,), np.float32)})
-        self.action_space = gym.spaces.Box(-1.0, 1.0, (5,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
         self._half = (self.hm_spec.workspace.x_max - self.hm_spec.workspace.x_min) / 2
         self._bias = self.cfg.bias
         self._bias_step = self._bias * self.cfg.dpos / self._half  # in half-widths

@@ -116,10 +116,9 @@ def relaxed_weights_report(net: Actor | Critic) -> list[dict[str, Any]]:
 
 def plot_relaxed_weights(net: Actor | Critic, path: str | Path, title: str = "") -> Path:
     """Bar chart of w_l(h) per group element for each relaxed group-conv layer (like the seed paper's figure)."""
-    import matplotlib
+    from robot_stack.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in relaxed_weights_report(net) if "weights" in r]
     if not rows:

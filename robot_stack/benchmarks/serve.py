@@ -175,10 +175,9 @@ def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_prio
 
 
 def _histogram(samples: dict[str, np.ndarray], path: str) -> None:
-    import matplotlib
+    from robot_stack.plotting import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     all_ms = np.concatenate([s * 1e3 for s in samples.values()])

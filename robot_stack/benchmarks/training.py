@@ -65,13 +65,10 @@ def _env_rate(env, policy, seconds: float) -> float:
     return _rate(step, seconds, 20)
 
 
-def _random_policy(seed: int):
-    rng = np.random.default_rng(seed)
-    return lambda obs: rng.uniform(-1, 1, 5).astype(np.float32)
-
-
 def run(quick: bool, options: list[str]) -> BenchReport:
     import torch
+
+    from policies.offline import random_policy
 
     opts = _options(options)
     size = int(opts.get("size", 64))
@@ -89,7 +86,8 @@ def run(quick: bool, options: list[str]) -> BenchReport:
         rates[family] = _rate(lambda a=agent, b=batch: a.update(b), seconds)
         report.add(f"sac_updates_per_s.{family}", rates[family], "1/s")
         if family == families[0]:
-            report.add("env_steps_per_s.toy_random", _env_rate(env, _random_policy(0), seconds), "1/s")
+            rand = random_policy(0, env.action_space.shape[0])
+            report.add("env_steps_per_s.toy_random", _env_rate(env, rand, seconds), "1/s")
             act = lambda o, a=agent: a.act(o["heightmap"][None], o["gripper"][None])[0]  # noqa: E731
             report.add(f"env_steps_per_s.toy_with_{family}_actor", _env_rate(env, act, seconds), "1/s")
     if "exact" in rates:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from robot_stack.plotting import pyplot
+
 HELP = "the whole stack end to end in sim: collect, train, export, serve, run, record, fine-tune, report"
 DESCRIPTION = HELP + """
 
@@ -112,8 +114,8 @@ class Demo:
                          noise=self.cfg.expert_noise, seed=self.cfg.seed, sim=self.sim_cfg())
         self.report["expert"] = collect(job)
         env, _ = offline.make_eval_env(self.cfg.task, self.sim_cfg(), self.network())
-        self.report["random"] = offline.evaluate(offline.random_policy(self.cfg.seed), env, self.cfg.eval_episodes,
-                                                 self.cfg.seed + 10_000)
+        rand = offline.random_policy(self.cfg.seed, env.action_space.shape[0])
+        self.report["random"] = offline.evaluate(rand, env, self.cfg.eval_episodes, self.cfg.seed + 10_000)
         env.close()
         self.console.print(f"expert success {self.report['expert']['success_rate']:.0%} over "
                            f"{self.report['expert']['committed']} episodes; random policy "
@@ -266,7 +268,7 @@ class Demo:
         return "\n".join(lines) + "\n"
 
     def plot_learning_curves(self) -> str:
-        plt = _pyplot()
+        plt = pyplot()
         fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
         for ax, key, title in ((axes[0], "train", "BC training"), (axes[1], "finetune", "IQL fine-tuning")):
             history = self.report[key]["history"]
@@ -280,7 +282,7 @@ class Demo:
         return _save(fig, self.out / "learning_curve.png")
 
     def plot_latency(self) -> str:
-        plt = _pyplot()
+        plt = pyplot()
         fig, ax = plt.subplots(figsize=(5, 3.2))
         samples = self.report["robot"]["latency_samples"]
         ax.hist(samples, bins=40, color="tab:blue")
@@ -332,17 +334,8 @@ def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.0%}"
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(fig, path: Path) -> str:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    _pyplot().close(fig)
+    pyplot().close(fig)
     return str(path)
