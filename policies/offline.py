@@ -365,10 +365,11 @@ def evaluate(policy: Callable[[dict], np.ndarray], env: Any, episodes: int, seed
             "mean_length": float(np.mean(lengths)) if episodes else float("nan"), "episodes": episodes}
 
 
-def random_policy(seed: int, action_dim: int) -> Callable[[dict], np.ndarray]:
-    """Uniform actions in [-1, 1]^action_dim: the floor every trained policy is compared against."""
+def random_policy(env: Any, seed: int) -> Callable[[dict], np.ndarray]:
+    """Uniform actions in [-1, 1] over ``env``'s action space: the floor every trained policy is compared against."""
     rng = np.random.default_rng(seed)
-    return lambda obs: rng.uniform(-1.0, 1.0, size=action_dim).astype(np.float32)
+    shape = env.action_space.shape
+    return lambda obs: rng.uniform(-1.0, 1.0, size=shape).astype(np.float32)
 
 
 # ---------------------------------------------------------------- checkpoints: save, and start from one

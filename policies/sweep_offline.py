@@ -178,7 +178,7 @@ def random_success(job: Any) -> float:
 
     env, _ = offline.make_eval_env(job.task, job.env, job.network)
     try:
-        policy = offline.random_policy(job.seed, env.action_space.shape[0])
+        policy = offline.random_policy(env, job.seed)
         return offline.evaluate(policy, env, job.eval_episodes, job.seed + EVAL_SEED_OFFSET)["success_rate"]
     finally:
         env.close()

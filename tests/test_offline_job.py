@@ -119,7 +119,7 @@ def trained(tmp_path_factory, expert_store) -> dict:
 
 def test_tiny_offline_bc_run_beats_a_random_policy(trained):
     env, _ = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
-    rand = offline.evaluate(random_actions(env), env, 30, seed=10_000)  # the job evaluates on these seeds
+    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)  # the job evaluates on these seeds
     print(f"BC success {trained['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}")
     assert trained["eval"]["success_rate"] >= rand["success_rate"] + 0.3
     assert Path(trained["files"]["checkpoint"]).is_file()
@@ -132,7 +132,7 @@ def test_tiny_offline_iql_run_beats_a_random_policy(tmp_path, expert_store):
     result = run_job(job(tmp_path, [expert_store], algo="iql", iql=lrs, network=NET, steps=500, batch_size=64,
                          eval_episodes=30))
     env, _ = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
-    rand = offline.evaluate(random_actions(env), env, 30, seed=10_000)
+    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)
     last = result["history"][-1]
     print(f"IQL success {result['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}; {last}")
     assert result["eval"]["success_rate"] >= rand["success_rate"] + 0.3
@@ -155,7 +155,7 @@ def test_tiny_offline_cql_run_beats_a_random_policy(tmp_path, expert_store):
     result = run_job(job(tmp_path, [expert_store], algo="cql", cql=cfg, network=CQL_NET, steps=400, batch_size=64,
                          eval_episodes=30))
     env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, CQL_NET)
-    rand = offline.evaluate(random_actions(env), env, 30, seed=10_000)
+    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)
     algo = offline.build_algorithm("cql", spec, CQL_NET, cfg, torch.device("cpu"))
     offline.load_init(algo, result["files"]["checkpoint"], spec)
     batch = offline.Batch.from_numpy(offline.load_datasets([str(expert_store)], spec).arrays)
@@ -231,7 +231,3 @@ def test_overrides_typed_after_dataset_are_split_from_paths(toy_store):
 
     paths, overrides = split_dataset_words([str(toy_store), "algo=cql", "s3://b/k=v.zarr"])
     assert paths == [str(toy_store), "s3://b/k=v.zarr"] and overrides == ["algo=cql"]
-
-
-def random_actions(env):
-    return offline.random_policy(0, env.action_space.shape[0])

@@ -86,8 +86,7 @@ def run(quick: bool, options: list[str]) -> BenchReport:
         rates[family] = _rate(lambda a=agent, b=batch: a.update(b), seconds)
         report.add(f"sac_updates_per_s.{family}", rates[family], "1/s")
         if family == families[0]:
-            rand = random_policy(0, env.action_space.shape[0])
-            report.add("env_steps_per_s.toy_random", _env_rate(env, rand, seconds), "1/s")
+            report.add("env_steps_per_s.toy_random", _env_rate(env, random_policy(env, 0), seconds), "1/s")
             act = lambda o, a=agent: a.act(o["heightmap"][None], o["gripper"][None])[0]  # noqa: E731
             report.add(f"env_steps_per_s.toy_with_{family}_actor", _env_rate(env, act, seconds), "1/s")
     if "exact" in rates:

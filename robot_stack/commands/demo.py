@@ -109,13 +109,14 @@ class Demo:
     def collect(self) -> None:
         from policies import offline
         from robot_stack.commands.collect import CollectJob, collect
+        from robot_stack.commands.offline import EVAL_SEED_OFFSET
 
         job = CollectJob(task=self.cfg.task, out=str(self.out / "expert.zarr"), episodes=self.cfg.expert_episodes,
                          noise=self.cfg.expert_noise, seed=self.cfg.seed, sim=self.sim_cfg())
         self.report["expert"] = collect(job)
         env, _ = offline.make_eval_env(self.cfg.task, self.sim_cfg(), self.network())
-        rand = offline.random_policy(self.cfg.seed, env.action_space.shape[0])
-        self.report["random"] = offline.evaluate(rand, env, self.cfg.eval_episodes, self.cfg.seed + 10_000)
+        self.report["random"] = offline.evaluate(offline.random_policy(env, self.cfg.seed), env,
+                                                 self.cfg.eval_episodes, self.cfg.seed + EVAL_SEED_OFFSET)
         env.close()
         self.console.print(f"expert success {self.report['expert']['success_rate']:.0%} over "
                            f"{self.report['expert']['committed']} episodes; random policy "
