@@ -23,6 +23,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from robot_stack.provenance import source_commit
+
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 500, 1000, 5000)
 TASKS = ("lift", "stack", "door")
@@ -60,7 +62,7 @@ def build(task: str, size: int, out_dir: Path, overwrite: bool) -> dict[str, Any
         raise SystemExit(f"data validate failed on {out}:\n{check.stdout}{check.stderr}")
     row = {"task": task, "size": size, **describe(out), "wall_s": round(wall, 1), "load_avg_1min": load,
            "validate": check.stdout.strip(), "command": "robot-stack " + " ".join(args),
-           "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores", "commit": commit()}
+           "machine": f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores", "commit": source_commit()}
     (out_dir / f"{task}_{size}.json").write_text(json.dumps(row, indent=2) + "\n")
     return row
 
@@ -83,11 +85,6 @@ def describe(path: Path) -> dict[str, Any]:
             "cut_episodes": sum(bool(m.get("cut")) for m in infos),
             "noise_episodes": {str(k): v for k, v in sorted(noise.items())},
             "store_mb": sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6}
-
-
-def commit() -> str:
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return head.stdout.strip() or "unknown"
 
 
 def markdown_row(r: dict[str, Any]) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from robot_stack.provenance import load_average, source_commit
+
 AREAS = ("perception", "sim", "networks", "recorder", "offline", "serve", "training")
 
 
@@ -39,6 +41,7 @@ class BenchReport:
     targets: list[Target] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     units: dict[str, str] = field(default_factory=dict)
+    load_at_start: list[float] = field(default_factory=load_average)
 
     def add(self, name: str, value: float, unit: str = "") -> None:
         self.figures[name] = float(value)
@@ -51,7 +54,8 @@ class BenchReport:
         self.targets.append(Target(figure, op, value))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"area": self.area, "machine": machine_info(), "figures": self.figures,
+        machine = {**machine_info(), "load_average_at_start": self.load_at_start, "load_average_at_end": load_average()}
+        return {"area": self.area, "commit": source_commit(), "machine": machine, "figures": self.figures,
                 "units": self.units,
                 "targets": [{"figure": t.figure, "op": t.op, "value": t.value, "met": t.met(self.figures)}
                             for t in self.targets],
