@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from policies import sweep_offline
-from robot_stack import config
+from robot_stack import config, provenance
 from robot_stack.plotting import pyplot
 
 NO_VARIANT = "none"
@@ -204,6 +204,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], 
     """Run the grid on Ray (local unless ``address``), write CSVs and PNGs; returns the output folder."""
     job = JOBS[cfg.job]
     trials = job.make_trials(cfg)
+    started = provenance.record("sweep", trials=len(trials), address=address)
     if address:
         check_address(address, cfg.connect_timeout_s)
     import ray
@@ -221,6 +222,7 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], 
     out = cfg.run_dir
     out.mkdir(parents=True, exist_ok=True)
     config.save(cfg, out / "sweep.yaml")
+    provenance.append_record(out / "provenance.jsonl", started)
     job.write_outputs(out, trials, results)
     return out
 

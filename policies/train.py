@@ -9,6 +9,7 @@ n-step window is dropped). Ctrl-C saves a checkpoint before the job exits.
 For reading a run without torch, ``<out_dir>/evals.csv`` (one row per eval: step, success_rate, return, seconds of
 training since the run started, summed over resumed sessions) and ``<out_dir>/learning_curve.png`` are rewritten
 from the eval history after every eval and when a job starts or resumes, so after a resume they match the checkpoint.
+``<out_dir>/provenance.jsonl`` gets one line per session (start step, commit, machine, load).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies, vector_of
 from policies.sac import SAC, SACConfig, pick_device
-from robot_stack import config
+from robot_stack import config, provenance
 from robot_stack.specs import PolicySpec, mismatches
 from robot_stack.symmetry import Group
 
@@ -279,6 +280,7 @@ class Trainer:
         elif cfg.expert_episodes > 0:
             self.seed_expert_episodes()
         config.save(cfg, self.dir / "config.yaml")
+        provenance.append_record(self.dir / "provenance.jsonl", provenance.record("train", step=self.step))
         self.write_eval_files()  # drops evals of a killed session that its checkpoint never saw
         if cfg.tensorboard:
             from torch.utils.tensorboard import SummaryWriter

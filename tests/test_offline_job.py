@@ -1,6 +1,7 @@
 """robot-stack offline: bad datasets refused before training, a tiny run beats random, fine-tuning starts
 from the checkpoint's weights."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from policies import offline
 from policies.bc import BCConfig
 from robot_stack import config
 from robot_stack.commands.offline import OfflineJob, run_job
+from robot_stack.provenance import source_commit
 from robot_stack.recorder import EpisodeRecorder
 from robot_stack.specs import SpecError
 from sim.toy import make_toy_env, make_toy_expert
@@ -224,6 +226,8 @@ def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
 def test_summary_records_the_algorithm_config_as_built(tmp_path, toy_store):
     summary = run_job(job(tmp_path, [toy_store], algo="bc", bc={"lr": "1e-3"}))  # "1e-3": a command-line string
     assert summary["config"]["bc"] == config.to_dict(BCConfig(lr=1e-3))
+    saved = json.loads((Path(summary["out_dir"]) / "summary.json").read_text())
+    assert saved["provenance"]["commit"] == source_commit() and saved["provenance"]["machine"]["cpus"] >= 1
 
 
 def test_overrides_typed_after_dataset_are_split_from_paths(toy_store):

@@ -35,6 +35,9 @@ def test_source_commit_names_head_and_marks_uncommitted_changes(tmp_path: Path) 
 
 def test_source_commit_outside_a_checkout_is_unknown(tmp_path: Path) -> None:
     assert source_commit(tmp_path) == "unknown"
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "site-packages").mkdir()
+    assert source_commit(tmp_path / "site-packages") == "unknown"  # inside another checkout, not its root
 
 
 def test_bench_json_records_commit_and_load(tmp_path: Path) -> None:

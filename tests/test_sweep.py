@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import time
@@ -11,6 +12,7 @@ import pytest
 
 from policies.sweep import SweepConfig, SweepError, confidence_band, make_trials, read_results, run_sweep
 from robot_stack import cli, config
+from robot_stack.provenance import source_commit
 
 TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},
               "total_steps": 16, "eval_every": 8, "eval_episodes": 2, "expert_episodes": 1, "num_envs": 1,
@@ -60,6 +62,8 @@ def test_two_by_two_grid_on_local_ray_writes_csv_and_png(tmp_path):
     assert len((out / "final.csv").read_text().splitlines()) == 5
     for png in ("learning_curves.png", "relaxed_weights.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (started,) = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    assert started["job"] == "sweep" and started["trials"] == 4 and started["commit"] == source_commit()
 
 
 def test_an_unknown_job_is_an_error_naming_it_and_the_known_ones(capsys):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,6 +18,7 @@ import torch
 from policies.replay_buffer import Transition
 from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint, read_evals_csv, train
 from robot_stack import cli, config
+from robot_stack.provenance import source_commit
 
 TINY = ["env.heightmap_size=16", "network.family=cnn", "network.widths=[2]", "network.kernel_sizes=[3]",
         "network.hidden=2", "tensorboard=false", "progress=false", "export_onnx=false", "expert_episodes=2",
@@ -84,6 +86,10 @@ def test_kill_and_resume_continues_from_checkpoint(tmp_path):
     steps = [e["step"] for e in read_evals_csv(tmp_path / "evals.csv")]
     assert steps == list(range(20, result.step + 1, 20))
     assert read_evals_csv(tmp_path / "evals.csv") == read_checkpoint(tmp_path / "checkpoint.pt")["evals"]
+    # one provenance line per session: the killed one from step 0, the resumed one from the checkpoint's step
+    sessions = [json.loads(line) for line in (tmp_path / "provenance.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in sessions] == [0, saved["step"]]
+    assert all(s["job"] == "train" and s["commit"] == source_commit() for s in sessions)
 
 
 def test_a_run_writes_its_evals_as_csv_and_a_learning_curve(tmp_path, capsys):

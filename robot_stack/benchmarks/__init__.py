@@ -7,8 +7,6 @@ Every speed figure is paired with a baseline measured in the same run.
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -16,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.provenance import load_average, source_commit
+from robot_stack.provenance import load_average, machine_info, source_commit
 
 AREAS = ("perception", "sim", "networks", "recorder", "offline", "serve", "training")
 
@@ -84,32 +82,6 @@ class BenchReport:
     def write_json(self, path: str) -> None:
         with open(path, "w") as fh:
             json.dump(self.to_dict(), fh, indent=2)
-
-
-def machine_info() -> dict[str, Any]:
-    info: dict[str, Any] = {"platform": platform.platform(), "python": platform.python_version(),
-                            "processor": platform.processor() or platform.machine(),
-                            "cpus": os.cpu_count(), "cpu_model": _cpu_model()}
-    try:
-        import torch
-
-        info["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-    except ImportError:
-        pass
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> np.ndarray:

@@ -89,7 +89,7 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     import torch
 
     from policies import offline
-    from robot_stack import config
+    from robot_stack import config, provenance
 
     if not job.datasets:
         raise config.ConfigError("no dataset: pass --dataset PATH (repeat to mix) or set datasets: in the config")
@@ -115,6 +115,7 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     summary = {"out_dir": str(out), "eval": result, "train_seconds": train_seconds, "transitions": len(data),
                "datasets": job.datasets, "history": history,
                # the algorithm's own config as built (defaults filled in, "1e-3" from the command line a float)
-               "config": {**config.to_dict(job), job.algo: config.to_dict(algo.cfg)}}
+               "config": {**config.to_dict(job), job.algo: config.to_dict(algo.cfg)},
+               "provenance": provenance.record("offline")}
     offline.save_run(algo, spec, out, summary, job.network, export=job.export)
     return summary
