@@ -450,7 +450,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     started = time.perf_counter()
     device = pick_device(cfg.device)
     result = Trainer(cfg).run()
-    if cfg.progress:
-        print(f"trained {result.step} steps on {device} in {time.perf_counter() - started:.0f} s; "
-              f"final eval success {result.final_success:.0%}; run dir {result.out_dir}: {', '.join(result.files)}")
+    # printed with or without the progress bar: a job logged to a file still ends with where its results are
+    print(f"trained {result.step} steps on {device} in {time.perf_counter() - started:.0f} s; "
+          f"final eval success {result.final_success:.0%}; run dir {result.out_dir}: {', '.join(result.files)}")
     return result
