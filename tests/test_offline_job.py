@@ -10,6 +10,7 @@ import zarr
 
 from policies import offline
 from policies.bc import BCConfig
+from policies.sweep_offline import random_success
 from robot_stack import config
 from robot_stack.commands.offline import OfflineJob, run_job
 from robot_stack.provenance import source_commit
@@ -119,11 +120,10 @@ def trained(tmp_path_factory, expert_store) -> dict:
                        eval_episodes=30, export=True))
 
 
-def test_tiny_offline_bc_run_beats_a_random_policy(trained):
-    env, _ = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
-    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)  # the job evaluates on these seeds
-    print(f"BC success {trained['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}")
-    assert trained["eval"]["success_rate"] >= rand["success_rate"] + 0.3
+def test_tiny_offline_bc_run_beats_a_random_policy(tmp_path, trained, expert_store):
+    rand = random_success(job(tmp_path, [expert_store], network=NET, eval_episodes=30))  # the BC job's eval episodes
+    print(f"BC success {trained['eval']['success_rate']:.2f}, random {rand:.2f}")
+    assert trained["eval"]["success_rate"] >= rand + 0.3
     assert Path(trained["files"]["checkpoint"]).is_file()
 
 
@@ -131,13 +131,13 @@ def test_tiny_offline_iql_run_beats_a_random_policy(tmp_path, expert_store):
     """IQL with its defaults (weighted-regression actor, beta 3, expectile 0.8) on the expert store; the earlier
     Gaussian log-likelihood actor scored 0.00 here (docs/results/offline.md)."""
     lrs = {"actor_lr": 1e-3, "critic_lr": 1e-3, "value_lr": 1e-3}
-    result = run_job(job(tmp_path, [expert_store], algo="iql", iql=lrs, network=NET, steps=500, batch_size=64,
-                         eval_episodes=30))
-    env, _ = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
-    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)
+    iql_job = job(tmp_path, [expert_store], algo="iql", iql=lrs, network=NET, steps=500, batch_size=64,
+                  eval_episodes=30)
+    result = run_job(iql_job)
+    rand = random_success(iql_job)
     last = result["history"][-1]
-    print(f"IQL success {result['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}; {last}")
-    assert result["eval"]["success_rate"] >= rand["success_rate"] + 0.3
+    print(f"IQL success {result['eval']['success_rate']:.2f}, random {rand:.2f}; {last}")
+    assert result["eval"]["success_rate"] >= rand + 0.3
     assert last["critic_loss"] < result["history"][0]["critic_loss"]  # the critic learned something too
 
 
@@ -154,10 +154,11 @@ def test_tiny_offline_cql_run_beats_a_random_policy(tmp_path, expert_store):
     import torch
 
     cfg = {"actor_lr": 1e-3, "critic_lr": 1e-3, "alpha_lr": 1e-3}
-    result = run_job(job(tmp_path, [expert_store], algo="cql", cql=cfg, network=CQL_NET, steps=400, batch_size=64,
-                         eval_episodes=30))
-    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, CQL_NET)
-    rand = offline.evaluate(offline.random_policy(env, 0), env, 30, seed=10_000)
+    cql_job = job(tmp_path, [expert_store], algo="cql", cql=cfg, network=CQL_NET, steps=400, batch_size=64,
+                  eval_episodes=30)
+    result = run_job(cql_job)
+    rand = random_success(cql_job)
+    _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, CQL_NET)
     algo = offline.build_algorithm("cql", spec, CQL_NET, cfg, torch.device("cpu"))
     offline.load_init(algo, result["files"]["checkpoint"], spec)
     batch = offline.Batch.from_numpy(offline.load_datasets([str(expert_store)], spec).arrays)
@@ -170,9 +171,9 @@ def test_tiny_offline_cql_run_beats_a_random_policy(tmp_path, expert_store):
 
     q_data, q_ood = q(batch.action), q(torch.rand_like(batch.action) * 2 - 1)
     q_toward, q_away = q(toward), q(-toward)
-    print(f"CQL success {result['eval']['success_rate']:.2f}, random {rand['success_rate']:.2f}; Q data {q_data:.2f}, "
+    print(f"CQL success {result['eval']['success_rate']:.2f}, random {rand:.2f}; Q data {q_data:.2f}, "
           f"uniform {q_ood:.2f}, toward {q_toward:.2f}, away {q_away:.2f}")
-    assert result["eval"]["success_rate"] >= rand["success_rate"] + 0.3
+    assert result["eval"]["success_rate"] >= rand + 0.3
     assert q_ood < q_data - 1.0  # the conservative penalty pushed Q down away from the data
     assert q_toward > q_away + 1.0  # the critic ranks actions by where they lead in this scene
 
