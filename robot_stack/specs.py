@@ -160,6 +160,13 @@ class ObservationSpec:
         """Total width of the non-image fields, in ``names`` order."""
         return sum(f.shape[0] for f in self.fields if f.name != "heightmap")
 
+    def vector_of(self, obs: dict[str, Any], batched: bool = False) -> np.ndarray:
+        """The networks' vector input: every non-heightmap field, flattened and concatenated in ``names`` order
+        (``[vector_dim]``, or ``[B, vector_dim]`` when ``batched``)."""
+        lead = (len(obs["heightmap"]),) if batched else ()
+        parts = [np.asarray(obs[f.name], np.float32).reshape(*lead, -1) for f in self.fields if f.name != "heightmap"]
+        return np.concatenate(parts, axis=-1) if parts else np.zeros((*lead, 0), np.float32)
+
     @cached_property
     def _exact_fields(self) -> tuple[tuple[str, tuple[int, ...], np.dtype], ...]:
         return tuple((f.name, tuple(f.shape), np.dtype(f.dtype)) for f in self.fields)
