@@ -13,19 +13,9 @@ from typing import Any
 
 import numpy as np
 
+import sim
 from robot_stack.devices import Arm, ArmCommand, ArmError, ArmState, Camera, CameraError, DepthFrame
 from robot_stack.specs import ActionSpec, CameraIntrinsics, CameraSpec, HeightmapSpec, look_down_pose
-
-
-def make_sim_env(task: str, **cfg: Any) -> Any:
-    """``sim.make_env(task, **cfg)``; the toy task also works before/without robosuite."""
-    if task in ("toy_reach", "toy"):
-        from sim.toy import make_toy_env
-
-        return make_toy_env(**cfg)
-    import sim
-
-    return sim.make_env(task, **cfg)
 
 
 class HeightmapFrame(DepthFrame):
@@ -53,7 +43,7 @@ class SimArm(Arm):
 
     @classmethod
     def from_task(cls, task: str, seed: int | None = None, **cfg: Any) -> SimArm:
-        arm = cls(make_sim_env(task, **cfg), seed=seed)
+        arm = cls(sim.make_env(task, **cfg), seed=seed)
         arm.task, arm.sim_cfg = task, dict(cfg)
         return arm
 

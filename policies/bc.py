@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from policies.offline import Batch, check_finite
+from policies.core import Batch, check_finite
 
 
 @dataclass

@@ -9,13 +9,7 @@ where the logsumexp runs over ``num_sampled`` uniform actions, ``num_sampled`` p
 or, with ``lagrange: true``, by a learned alpha' that keeps it near ``target_action_gap``.
 Actor and entropy temperature: SAC, plus ``bc_weight * ||tanh(mu(s)) - a||^2`` when ``bc_weight > 0``.
 
-``bc_weight`` (default 0, the paper's BC-free actor) is an option, not needed on the toy reach task. There the
-BC-free actor first stayed constant (0.00-0.07 success) because the critic did not learn how Q depends on the action
-relative to the scene; with a critic that does rank actions, a narrow or plain-CNN actor can still settle on one
-action for every state. With the exact family, widths [2, 4, 8] and 5x5 kernels (receptive field = the 32 px map;
-launch/offline_toy.yaml) the paper's defaults (lr 1e-3) scored 0.90-1.00 in 400 updates over 3 seeds
-(docs/results/offline.md, "Why CQL's actor stayed constant on toy reach"; the CNN critic head now has a bilinear
-action term for the same reason).
+``bc_weight`` (default 0, the paper's BC-free actor) is an option.
 
 Defaults follow the equivariant offline RL paper (Tangri et al. 2024): alpha 1, 10 sampled actions, lr 1e-4.
 The critic is whatever ``policies.networks.build_critic`` makes (invariant for the equivariant families),
@@ -32,8 +26,8 @@ import torch
 from torch import nn
 
 from policies.bc import bc_loss
+from policies.core import Batch, TwinQ, actor_dist, check_finite, repeat_rows, sample_tanh_gaussian, soft_update
 from policies.networks import clone
-from policies.offline import Batch, TwinQ, actor_dist, check_finite, repeat_rows, sample_tanh_gaussian, soft_update
 
 
 @dataclass

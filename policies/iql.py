@@ -12,14 +12,13 @@ temperature it makes every weight exp(0.5 A) ~ 1 for the small advantages of spa
 BC; read as a temperature it is beta = 2 here. Either is one override away (``iql.beta=...``).
 
 The deterministic actor loss is advantage-weighted regression of the deployed action tanh(mu(s)) (CORL's
-``iql_deterministic``, the Gaussian log-likelihood with a fixed std). It is the default because the
-log-likelihood with a learned per-state std let the actor spend the early updates shrinking the std of the
-near-constant action dims (dz, dtheta, gripper): on the toy reach task, 600 updates left (dx, dy) near 0 and
-the policy at 0.00-0.07 success where BC reached 0.97 (docs/results/offline.md). The Gaussian policy is
-N(tanh(mu), sigma) (as CORL's), so dataset actions at the bounds (gripper = +-1) need no clipping.
+``iql_deterministic``, the Gaussian log-likelihood with a fixed std): with a learned per-state std the actor can
+spend its early updates shrinking the std of near-constant action dims instead of fitting (dx, dy)
+(docs/results/offline.md has the measurement). The Gaussian policy is N(tanh(mu), sigma) (as CORL's), so dataset
+actions at the bounds (gripper = +-1) need no clipping.
 
 V(s) is a separate network with its own weights and optimiser: the critic architecture with the constant zero
-action as input (``policies.offline.StateValue``), so it is a function of s alone and, for the equivariant
+action as input (``policies.core.StateValue``), so it is a function of s alone and, for the equivariant
 families, invariant. The deployed action is tanh(mu(s)) for every family.
 
 Defaults follow the equivariant offline RL paper (Tangri et al. 2024) for the expectile (0.8) and the learning
@@ -34,8 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from policies.core import Batch, StateValue, TwinQ, actor_dist, check_finite, soft_update
 from policies.networks import clone
-from policies.offline import Batch, StateValue, TwinQ, actor_dist, check_finite, soft_update
 
 
 @dataclass

@@ -9,7 +9,7 @@ critics are Polyak averages; the temperature is tuned to a target entropy.
 Options: ``n_step`` returns (folded into the stored ``discount``, see ``policies.replay_buffer``),
 DrQ-style random shift (``random_shift`` pixels of replicate padding), and random-rotation
 augmentation of every batch by an element of the policy's group (``rotation_aug``; the CNN
-baseline ``cnn_aug`` turns it on, through ``policies.networks.augment_batch``). The relaxed
+baseline ``cnn_aug`` turns it on, through ``policies.data.rotate_batch``). The relaxed
 families' regulariser (``regularization()`` of actor and critic) is added to their losses.
 ``bc_weight`` > 0 adds a behaviour-cloning term on the expert transitions of each batch, the SACfD
 recipe of the equivariant SAC work: ``bc_weight * mean over expert samples of |tanh(mean) - a_expert|^2``.
@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,10 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.core import Batch, TwinQ, actor_dist, regularization, sample_tanh_gaussian, soft_update
+from policies.data import rotate_batch
 from robot_stack.specs import PolicySpec
 from robot_stack.symmetry import Group
-
-LOG_STD_MIN, LOG_STD_MAX = -10.0, 2.0
 
 
 @dataclass
@@ -66,71 +67,6 @@ class SACConfig:
             raise ValueError("sac.random_shift, sac.rotated_copies and sac.bc_weight must be >= 0")
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' = CUDA when present, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-class TwinCritic(nn.Module):
-    """Two Q heads: one critic module that returns ``(q1, q2)``, or two single-head critics."""
-
-    def __init__(self, first: nn.Module, second: nn.Module | None) -> None:
-        super().__init__()
-        self.first, self.second = first, second
-
-    def forward(self, hm: torch.Tensor, vec: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.first(hm, vec, act)
-        if self.second is None:
-            return out
-        return out, self.second(hm, vec, act)
-
-
-def build_networks(spec: PolicySpec, network: dict[str, Any]) -> tuple[nn.Module, TwinCritic, Any]:
-    """Actor and twin critic from ``policies.networks`` for the config mapping ``network``."""
-    from policies.networks import NetworkConfig, build_actor, build_critic
-    from robot_stack import config
-
-    data = dict(network)
-    if "twin" in {f.name for f in fields(NetworkConfig)}:
-        data.setdefault("twin", True)
-    net_cfg = config.build(NetworkConfig, data, "network")
-    actor, critic = build_actor(spec, net_cfg), build_critic(spec, net_cfg)
-    if _returns_pair(critic, spec):
-        return actor, TwinCritic(critic, None), net_cfg
-    return actor, TwinCritic(critic, build_critic(spec, net_cfg)), net_cfg
-
-
-def _returns_pair(critic: nn.Module, spec: PolicySpec) -> bool:
-    zeros = spec.observation.zeros(batch=1)
-    hm = torch.from_numpy(zeros["heightmap"])
-    vec = torch.zeros(1, spec.observation.vector_dim)
-    with torch.no_grad():
-        out = critic(hm, vec, torch.zeros(1, spec.action.dim))
-    return isinstance(out, tuple | list)
-
-
-def _regularizer(module: nn.Module) -> torch.Tensor | float:
-    """The relaxed layers' pull toward equal weights (``regularization()`` of the networks; 0 if absent)."""
-    total: torch.Tensor | float = 0.0
-    for m in (module.first, module.second) if isinstance(module, TwinCritic) else (module,):
-        if m is not None and hasattr(m, "regularization"):
-            total = total + m.regularization().to(next(m.parameters()).device)
-    return total
-
-
-def squash(mean: torch.Tensor, log_std: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Reparameterised tanh-Gaussian sample and its log-probability [B]."""
-    log_std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX)
-    std = log_std.exp()
-    pre = mean + std * torch.randn_like(mean)
-    action = torch.tanh(pre)
-    logp = (-0.5 * ((pre - mean) / std) ** 2 - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
-    logp = logp - (2 * (math.log(2) - pre - F.softplus(-2 * pre))).sum(-1)
-    return action, logp
-
-
 def random_shift(hm: torch.Tensor, pad: int) -> torch.Tensor:
     """DrQ augmentation: replicate-pad by ``pad`` pixels, then crop back at a random offset per sample."""
     b, _, h, w = hm.shape
@@ -146,12 +82,12 @@ def random_shift(hm: torch.Tensor, pad: int) -> torch.Tensor:
 class SAC:
     """The agent: networks, optimisers, temperature; ``act``, ``update``, ``state_dict``."""
 
-    def __init__(self, spec: PolicySpec, cfg: SACConfig, actor: nn.Module, critic: TwinCritic,
+    def __init__(self, spec: PolicySpec, cfg: SACConfig, actor: nn.Module, make_critic: Callable[[], nn.Module],
                  device: torch.device | str = "cpu", seed: int = 0) -> None:
         self.spec, self.cfg, self.device = spec, cfg, torch.device(device)
         self.group = Group.parse(spec.group)
         self.actor = actor.to(self.device)
-        self.critic = critic.to(self.device)
+        self.critic = TwinQ(make_critic).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(math.log(cfg.init_temperature), device=self.device, requires_grad=True)
         self.target_entropy = -float(spec.action.dim) if cfg.target_entropy is None else cfg.target_entropy
@@ -161,13 +97,6 @@ class SAC:
         self.rotation_aug = cfg.rotation_aug if cfg.rotation_aug is not None else spec.family == "cnn_aug"
         self.rng = np.random.default_rng(seed)
         self.updates = 0
-
-    @classmethod
-    def create(cls, spec: PolicySpec, cfg: SACConfig, network: dict[str, Any], device: str = "auto",
-               seed: int = 0) -> SAC:
-        torch.manual_seed(seed)
-        actor, critic, _ = build_networks(spec, network)
-        return cls(spec, cfg, actor, critic, pick_device(device), seed)
 
     @property
     def alpha(self) -> torch.Tensor:
@@ -179,44 +108,36 @@ class SAC:
     @torch.no_grad()
     def act(self, heightmap: np.ndarray, vector: np.ndarray, deterministic: bool = False) -> np.ndarray:
         """Batched actions in [-1, 1]: ``heightmap [B, C, S, S]``, ``vector [B, k]`` -> ``[B, 5]``."""
-        mean, log_std = self.actor(self._tensor(heightmap), self._tensor(vector))
-        action = torch.tanh(mean) if deterministic else squash(mean, log_std)[0]
+        mean, std = actor_dist(self.actor, self._tensor(heightmap), self._tensor(vector))
+        action = torch.tanh(mean) if deterministic else sample_tanh_gaussian(mean, std)[0]
         return action.cpu().numpy()
 
     def _augment(self, hm: torch.Tensor) -> torch.Tensor:
         return random_shift(hm, self.cfg.random_shift) if self.cfg.random_shift > 0 else hm
 
-    def update(self, batch: dict[str, np.ndarray]) -> dict[str, float]:
-        """One gradient step on the critics, (every ``actor_update_every``) the actor and the temperature."""
-        hm, next_hm = self._tensor(batch["heightmap"]), self._tensor(batch["next_heightmap"])
-        vec, next_vec = self._tensor(batch["vector"]), self._tensor(batch["next_vector"])
-        act, rew, disc = self._tensor(batch["action"]), self._tensor(batch["reward"]), self._tensor(batch["discount"])
+    def update(self, sample: dict[str, np.ndarray]) -> dict[str, float]:
+        """One gradient step on the critics, (every ``actor_update_every``) the actor and the temperature, from a
+        replay-buffer sample (numpy arrays)."""
         if self.rotation_aug and self.group.order > 1:
-            hm, next_hm, act = self._rotate(hm, next_hm, act)
-        hm, next_hm = self._augment(hm), self._augment(next_hm)
-        info = self._update_critic(hm, vec, act, rew, next_hm, next_vec, disc)
+            sample = rotate_batch(sample, self.group, self.rng)
+        batch = Batch.from_numpy(sample, self.device)
+        hm, next_hm = self._augment(batch.heightmap), self._augment(batch.next_heightmap)
+        disc = batch.bootstrap(self.cfg.gamma)
+        info = self._update_critic(hm, batch.vector, batch.action, batch.reward, next_hm, batch.next_vector, disc)
         self.updates += 1
         if self.updates % self.cfg.actor_update_every == 0:
-            expert = self._tensor(batch["expert"]) if self.cfg.bc_weight > 0 and "expert" in batch else None
-            info.update(self._update_actor(hm, vec, act, expert))
-        self._soft_update()
+            expert = batch.expert if self.cfg.bc_weight > 0 else None
+            info.update(self._update_actor(hm, batch.vector, batch.action, expert))
+        soft_update(self.critic_target, self.critic, self.cfg.tau)
         return info
-
-    def _rotate(self, hm: torch.Tensor, next_hm: torch.Tensor, act: torch.Tensor):
-        """The cnn_aug recipe: one random group element per sample, applied to s, s' and a alike."""
-        from policies.networks import augment_batch
-
-        both, act, _ = augment_batch(self.group, torch.cat([hm, next_hm], dim=1), act)
-        return both[:, :hm.shape[1]], both[:, hm.shape[1]:], act
 
     def _update_critic(self, hm, vec, act, rew, next_hm, next_vec, disc) -> dict[str, float]:
         with torch.no_grad():
-            next_action, next_logp = squash(*self.actor(next_hm, next_vec))
+            next_action, next_logp = sample_tanh_gaussian(*actor_dist(self.actor, next_hm, next_vec))
             tq1, tq2 = self.critic_target(next_hm, next_vec, next_action)
-            next_v = torch.min(tq1, tq2).squeeze(-1) - self.alpha * next_logp
-            target = rew + disc * next_v
+            target = rew + disc * (torch.min(tq1, tq2) - self.alpha * next_logp)
         q1, q2 = self.critic(hm, vec, act)
-        loss = F.mse_loss(q1.squeeze(-1), target) + F.mse_loss(q2.squeeze(-1), target) + _regularizer(self.critic)
+        loss = F.mse_loss(q1, target) + F.mse_loss(q2, target) + regularization(self.critic)
         self.critic_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.critic)
@@ -224,8 +145,8 @@ class SAC:
         return {"critic_loss": loss.item(), "q": q1.mean().item()}
 
     def _update_actor(self, hm, vec, act=None, expert=None) -> dict[str, float]:
-        mean, log_std = self.actor(hm, vec)
-        action, logp = squash(mean, log_std)
+        mean, std = actor_dist(self.actor, hm, vec)
+        action, logp = sample_tanh_gaussian(mean, std)
         # A frozen critic: the actor's gradient only needs the path through the action, and autograd then skips
         # the backward through the critic's encoder (weight gradients that the next critic step discarded).
         self.critic.requires_grad_(False)
@@ -233,7 +154,7 @@ class SAC:
             q1, q2 = self.critic(hm, vec, action)
         finally:
             self.critic.requires_grad_(True)
-        loss = (self.alpha.detach() * logp - torch.min(q1, q2).squeeze(-1)).mean() + _regularizer(self.actor)
+        loss = (self.alpha.detach() * logp - torch.min(q1, q2)).mean() + regularization(self.actor)
         bc = 0.0
         if expert is not None and act is not None and float(expert.sum()) > 0:
             bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * expert).sum() / expert.sum()
@@ -253,13 +174,8 @@ class SAC:
         if self.cfg.grad_clip > 0:
             nn.utils.clip_grad_norm_(module.parameters(), self.cfg.grad_clip)
 
-    @torch.no_grad()
-    def _soft_update(self) -> None:
-        tau = self.cfg.tau
-        for p, tp in zip(self.critic.parameters(), self.critic_target.parameters(), strict=True):
-            tp.lerp_(p, tau)
-        for b, tb in zip(self.critic.buffers(), self.critic_target.buffers(), strict=True):
-            tb.copy_(b)
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor, "critic": self.critic, "target_critic": self.critic_target}
 
     def state_dict(self) -> dict[str, Any]:
         return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),

@@ -4,7 +4,7 @@
     python scripts/toy_datasets.py --sizes 100 --noise 0.1 2.0 --overwrite
 
 `robot-stack collect` builds robosuite tasks only (sim.make_env), so this records the toy expert itself, with
-collect's episode loop (`_record`): episode i is reset with seed i, uses noise[i % len(noise)], and the store
+collect's episode loop (`record_episodes`): episode i is reset with seed i, uses noise[i % len(noise)], and the store
 ends at exactly N transitions as EpisodeDataset counts them (last episode cut; `cut: true` in its metadata).
 Prints per store: transitions, episodes, and successful / episodes per noise level.
 """
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def record(out: Path, transitions: int, noise: list[float], size: int, seed: int = 0) -> Path:
     """Noisy toy-expert episodes until the store holds exactly ``transitions`` transitions."""
-    from robot_stack.commands.collect import CollectJob, _record
+    from robot_stack.jobs.collect import CollectJob, record_episodes
     from robot_stack.recorder import EpisodeRecorder
     from sim.toy import make_toy_env, make_toy_expert
 
@@ -61,7 +61,7 @@ def record(out: Path, transitions: int, noise: list[float], size: int, seed: int
         return expert.act(obs, env)
 
     with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait") as rec:
-        _record(env, rec, act, job, noise)
+        record_episodes(env, rec, act, job, noise)
     return out
 
 

@@ -1,7 +1,10 @@
-"""Simulated manipulation tasks on robosuite/MuJoCo seen from a top-down depth camera (docs/sim.md).
+"""Simulated manipulation tasks on robosuite/MuJoCo seen from a top-down depth camera (docs/sim.md), and the GL-free
+toy reach task (``sim.toy``).
 
-``make_env(task, **cfg)`` builds a gymnasium env (cfg keys: ``sim.config.SimConfig``),
-``make_expert(task, env, noise)`` a scripted expert, ``make_vector_env(task, n, seed, **cfg)`` parallel envs.
+``make_env(task, **cfg)`` builds a gymnasium env of any task (cfg keys: ``sim.config.SimConfig``, or
+``sim.toy.ToyReachConfig`` for ``toy_reach``), ``make_expert(task, env, noise, seed)`` its scripted expert,
+``make_vector_env(task, n, ...)`` parallel envs, and ``policy_spec(env, group, family)`` the policy spec its
+observations define. These are the only builders: every job, benchmark and the sim-backed arm use them.
 """
 
 from __future__ import annotations
@@ -11,28 +14,57 @@ from typing import Any
 from sim.variants import VARIANTS
 
 TASKS = ("lift", "stack", "door", "push", "reach")
+TOY_TASKS = ("toy_reach",)
+ALL_TASKS = TASKS + TOY_TASKS
 
-__all__ = ["TASKS", "VARIANTS", "make_env", "make_expert", "make_vector_env"]
+__all__ = ["ALL_TASKS", "TASKS", "TOY_TASKS", "VARIANTS", "make_env", "make_expert", "make_vector_env",
+           "policy_spec"]
+
+
+def check_task(task: str) -> None:
+    if task not in ALL_TASKS:
+        raise ValueError(f"unknown task {task!r}; valid tasks: {list(ALL_TASKS)}")
 
 
 def make_env(task: str, **cfg: Any):
-    """A ``sim.env.ManipulationEnv``; unknown task, variant or config key -> ValueError listing the valid ones."""
+    """A ``sim.env.ManipulationEnv`` (or ``sim.toy.ToyReachEnv``); an unknown task, variant or config key is a
+    ValueError listing the valid ones. The toy task needs neither robosuite nor MuJoCo."""
+    check_task(task)
+    if task in TOY_TASKS:
+        from sim.toy import make_toy_env
+
+        return make_toy_env(**cfg)
     from robot_stack.config import build
     from sim.config import SimConfig
-    from sim.env import ManipulationEnv, check_task
+    from sim.env import ManipulationEnv
 
-    check_task(task)
     return ManipulationEnv(task, build(SimConfig, dict(cfg), where="sim"))
 
 
 def make_expert(task: str, env, noise: float = 0.0, seed: int | None = None):
+    """The task's scripted expert acting in ``env``, with Gaussian action noise of std ``noise``."""
+    check_task(task)
+    if task in TOY_TASKS:
+        from sim.toy import make_toy_expert
+
+        return make_toy_expert(env, noise, seed)
     from sim.experts import make_expert as _make
 
     return _make(task, env, noise, seed)
 
 
-def make_vector_env(task: str, n: int, seed: int = 0, asynchronous: bool = True, **cfg: Any):
-    """``n`` envs in a gymnasium AsyncVectorEnv (subprocesses) or SyncVectorEnv; env i is seeded ``seed + i``."""
+def make_vector_env(task: str, n: int, seed: int | None = None, asynchronous: bool = True, **cfg: Any):
+    """``n`` envs in a gymnasium AsyncVectorEnv (subprocesses) or SyncVectorEnv, autoreset in the same step; with
+    ``seed``, env i is built with config seed ``seed + i``."""
     from sim.vector import make_vector_env as _make
 
     return _make(task, n, seed, asynchronous, **cfg)
+
+
+def policy_spec(env, group: str, family: str):
+    """The ``PolicySpec`` of a policy for ``env``'s observations and actions, with the network's group and family."""
+    from robot_stack.specs import PolicySpec
+    from robot_stack.symmetry import Group
+
+    obs_spec, action_spec, hm_spec = env.unwrapped.policy_spec_parts
+    return PolicySpec(obs_spec, action_spec, hm_spec, group=Group.parse(str(group)).name, family=str(family))

@@ -7,8 +7,9 @@ import argparse
 import numpy as np
 import pytest
 
-from robot_stack.commands.collect import CollectJob, _record, collect, run
+from robot_stack.commands.collect import run
 from robot_stack.config import ConfigError
+from robot_stack.jobs.collect import CollectJob, collect, record_episodes
 from robot_stack.recorder import EpisodeDataset, EpisodeRecorder, crashtest
 
 
@@ -41,7 +42,7 @@ def test_a_terminal_step_past_the_budget_is_dropped_and_the_next_episode_fills_i
     path = tmp_path / "fake.zarr"
     job = CollectJob(task="fake", transitions=5)
     with EpisodeRecorder(path, crashtest.OBS_SPEC, crashtest.ACTION_SPEC, when_full="wait") as rec:
-        successes, steps, transitions = _record(EndsOnStep3(), rec, zero_policy, job, [0.0, 0.5])
+        successes, steps, transitions = record_episodes(EndsOnStep3(), rec, zero_policy, job, [0.0, 0.5])
         rec.flush()
     ds = EpisodeDataset(path)
     # 3 terminal steps; then 2 left: the terminal 3rd step would make 3, so 2 steps (1 transition); then 1 left.

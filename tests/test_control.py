@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from hardware.sim_arm import SimArm, projector_for
-from robot_stack.commands.run import robot_spec_for, spawn_server
+from robot_stack.jobs.run import robot_spec_for, spawn_server
 from robot_stack.recorder import EpisodeDataset, EpisodeRecorder
 from robot_stack.recorder.validate import validate
 from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter, load_policy_package

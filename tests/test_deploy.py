@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from robot_stack.cli import main
-from robot_stack.commands.run import RunConfig, run_config
 from robot_stack.config import load
+from robot_stack.jobs.run import RunConfig, run_config
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.recorder.validate import validate
 from robot_stack.runtime import PackageError, load_policy_package
@@ -67,5 +67,5 @@ def test_sim_robot_runs_episodes_through_the_server_and_records_them(exported, t
         assert ep.obs["heightmap"].shape[1:] == (1, 64, 64) and np.all(np.abs(ep.action) <= 1 + 1e-6)
         assert np.all(ep.extras["latency_policy"] > 0)  # a real round trip through the server
     assert any("2 episode(s)" in line for line in lines)
-    if importlib.util.find_spec("robot_stack.commands.replay") is not None:
+    if importlib.util.find_spec("robot_stack.jobs.replay") is not None:
         assert main(["replay", str(store), "--episode", "0"]) == 0

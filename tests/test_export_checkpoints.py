@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from policies import offline
-from policies.train import TrainConfig, Trainer
+import sim
+from policies.registry import build_algorithm
 from robot_stack import cli, config
+from robot_stack.jobs.offline import save_run
+from robot_stack.jobs.train import TrainConfig, Trainer
 from robot_stack.runtime import load_policy_package
 
 TINY_NET = {"family": "relaxed", "group": "C4", "widths": [2, 2, 2], "kernel_sizes": [3, 3, 3], "hidden": 2}
@@ -23,11 +25,11 @@ def _train_checkpoint(tmp_path):
 
 
 def _offline_checkpoint(tmp_path):
-    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": 16}, TINY_NET)
-    algo = offline.build_algorithm("bc", spec, TINY_NET, {}, torch.device("cpu"))
+    spec = sim.policy_spec(sim.make_env("toy_reach", heightmap_size=16), TINY_NET["group"], TINY_NET["family"])
+    algo = build_algorithm("bc", spec, TINY_NET, {}, torch.device("cpu"))
     out = tmp_path / "offline"
     out.mkdir()
-    offline.save_run(algo, spec, out, {"eval": {}}, TINY_NET, export=False)
+    save_run(algo, spec, out, {"eval": {}}, TINY_NET, export=False)
     return out / "checkpoint.pt", algo.actor, spec
 
 

@@ -8,11 +8,16 @@ import numpy as np
 import pytest
 import zarr
 
-from policies import offline
+import robot_stack.jobs.offline as offline_job
+import sim
 from policies.bc import BCConfig
-from policies.sweep_offline import random_success
+from policies.core import Batch, TwinQ
+from policies.data import load_datasets
+from policies.registry import build_algorithm, network_config
 from robot_stack import config
-from robot_stack.commands.offline import OfflineJob, run_job
+from robot_stack.jobs.evaluation import torch_policy
+from robot_stack.jobs.offline import OfflineJob, load_init, run_job
+from robot_stack.jobs.sweep_offline import random_success
 from robot_stack.provenance import source_commit
 from robot_stack.recorder import EpisodeRecorder
 from robot_stack.specs import SpecError
@@ -44,6 +49,11 @@ def toy_store(tmp_path_factory) -> Path:
     return record_toy(tmp_path_factory.mktemp("data") / "toy.zarr", episodes=40)
 
 
+def toy_env_spec(size: int, net: dict):
+    env = sim.make_env("toy_reach", heightmap_size=size)
+    return env, sim.policy_spec(env, net["group"], net["family"])
+
+
 def job(tmp_path: Path, datasets: list[Path], **kw) -> OfflineJob:
     base = dict(task="toy_reach", env={"heightmap_size": SIZE}, datasets=[str(p) for p in datasets],
                 steps=5, batch_size=8, eval_episodes=2, out_dir=str(tmp_path / "runs"), progress=False,
@@ -58,7 +68,7 @@ def no_training(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("training must not start on a bad dataset")
 
-    monkeypatch.setattr(offline, "build_algorithm", refuse)
+    monkeypatch.setattr(offline_job, "build_algorithm", refuse)
 
 
 # ------------------------------------------------------------------ bad input, refused before training
@@ -94,9 +104,9 @@ def test_dataset_with_nan_is_refused(tmp_path, no_training):
 
 
 def test_mixed_datasets_are_concatenated(tmp_path, toy_store):
-    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, {"family": "cnn", "group": "C4"})
-    one = offline.load_datasets([str(toy_store)], spec)
-    two = offline.load_datasets([str(toy_store), str(toy_store)], spec)
+    env, spec = toy_env_spec(SIZE, {"family": "cnn", "group": "C4"})
+    one = load_datasets([str(toy_store)], spec)
+    two = load_datasets([str(toy_store), str(toy_store)], spec)
     assert len(two) == 2 * len(one) > 0
     # transitions pair step t with t+1: the next heightmap of a non-terminal step is the following heightmap
     live = np.flatnonzero(one.arrays["done"][:-1] == 0)[:5]
@@ -158,10 +168,10 @@ def test_tiny_offline_cql_run_beats_a_random_policy(tmp_path, expert_store):
                   eval_episodes=30)
     result = run_job(cql_job)
     rand = random_success(cql_job)
-    _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, CQL_NET)
-    algo = offline.build_algorithm("cql", spec, CQL_NET, cfg, torch.device("cpu"))
-    offline.load_init(algo, result["files"]["checkpoint"], spec)
-    batch = offline.Batch.from_numpy(offline.load_datasets([str(expert_store)], spec).arrays)
+    _, spec = toy_env_spec(SIZE, CQL_NET)
+    algo = build_algorithm("cql", spec, CQL_NET, cfg, torch.device("cpu"))
+    load_init(algo, result["files"]["checkpoint"], spec)
+    batch = Batch.from_numpy(load_datasets([str(expert_store)], spec).arrays)
     toward = torch.zeros_like(batch.action)
     toward[:, :2] = torch.nn.functional.normalize(batch.action[:, :2], dim=1)  # the expert heads for the target
 
@@ -181,20 +191,20 @@ def test_tiny_offline_cql_run_beats_a_random_policy(tmp_path, expert_store):
 def test_fine_tuning_starts_from_the_checkpoint_weights(trained):
     import torch
 
-    env, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
+    env, spec = toy_env_spec(SIZE, NET)
     saved = torch.load(trained["files"]["checkpoint"], weights_only=False)
     for name in ("cql", "iql"):
-        algo = offline.build_algorithm(name, spec, NET, {}, torch.device("cpu"))
-        assert offline.load_init(algo, trained["files"]["checkpoint"], spec) == ["actor"]  # BC has no critic
+        algo = build_algorithm(name, spec, NET, {}, torch.device("cpu"))
+        assert load_init(algo, trained["files"]["checkpoint"], spec) == ["actor"]  # BC has no critic
         for key, value in saved["actor"].items():
             torch.testing.assert_close(algo.actor.state_dict()[key], value)
     # the deployed actions are the checkpoint's, not a fresh network's
-    fresh = offline.build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
-    tuned = offline.build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
-    offline.load_init(tuned, trained["files"]["checkpoint"], spec)
+    fresh = build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
+    tuned = build_algorithm("bc", spec, NET, {}, torch.device("cpu"))
+    load_init(tuned, trained["files"]["checkpoint"], spec)
     obs, _ = env.reset(seed=1)
-    act_saved = offline.torch_policy(tuned.actor, spec, torch.device("cpu"))(obs)
-    act_fresh = offline.torch_policy(fresh.actor, spec, torch.device("cpu"))(obs)
+    act_saved = torch_policy(tuned.actor, spec, torch.device("cpu"))(obs)
+    act_fresh = torch_policy(fresh.actor, spec, torch.device("cpu"))(obs)
     assert not np.allclose(act_saved, act_fresh)
 
 
@@ -202,26 +212,24 @@ def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
     import torch
 
     from policies.networks import build_actor, build_critic
-    from policies.sac import TwinCritic
 
-    _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": SIZE}, NET)
-    net_cfg = offline.network_config(spec, NET)
-    actor, critic = build_actor(spec, net_cfg), TwinCritic(build_critic(spec, net_cfg), None)
+    _, spec = toy_env_spec(SIZE, NET)
+    net_cfg = network_config(spec, NET)
+    actor, critic = build_actor(spec, net_cfg), TwinQ(lambda: build_critic(spec, net_cfg))
     path = tmp_path / "online.pt"
     torch.save({"format": "sac", "spec": spec.to_dict(), "agent": {"actor": actor.state_dict(),
                                                                    "critic": critic.state_dict()}}, path)
-    algo = offline.build_algorithm("cql", spec, NET, {}, torch.device("cpu"))
-    assert offline.load_init(algo, path, spec) == ["actor", "critic"]
+    algo = build_algorithm("cql", spec, NET, {}, torch.device("cpu"))
+    assert load_init(algo, path, spec) == ["actor", "critic"]
     for key, value in actor.state_dict().items():
         torch.testing.assert_close(algo.actor.state_dict()[key], value)
     for key, value in critic.state_dict().items():
-        mine = key.replace("first.", "heads.0.")
-        torch.testing.assert_close(algo.critic.state_dict()[mine], value)
-        torch.testing.assert_close(algo.target_critic.state_dict()[mine], value)
+        torch.testing.assert_close(algo.critic.state_dict()[key], value)
+        torch.testing.assert_close(algo.target_critic.state_dict()[key], value)
     # a checkpoint for another spec is refused
-    other = offline.make_eval_env("toy_reach", {"heightmap_size": 16}, NET)[1]
+    other = toy_env_spec(16, NET)[1]
     with pytest.raises(SpecError, match="heightmap"):
-        offline.load_init(offline.build_algorithm("bc", other, NET, {}, torch.device("cpu")), path, other)
+        load_init(build_algorithm("bc", other, NET, {}, torch.device("cpu")), path, other)
 
 
 def test_summary_records_the_algorithm_config_as_built(tmp_path, toy_store):

@@ -8,9 +8,10 @@ import torch
 from torch import nn
 
 from policies.bc import BC, bc_loss
+from policies.core import Batch, sample_tanh_gaussian
 from policies.cql import CQL, CQLConfig, cql_penalty
+from policies.data import TransitionArrays, batches, rotate_batch
 from policies.iql import IQL, IQLConfig, advantage_weights, expectile_loss, gaussian_log_prob
-from policies.offline import Batch, TransitionArrays, batches, rotate_batch, sample_tanh_gaussian
 from robot_stack.symmetry import Group, act_on_action, act_on_image
 
 S = 8  # tiny heightmaps: these tests check the algorithms, not the networks

@@ -7,8 +7,8 @@ import pytest
 
 pytest.importorskip("robosuite")
 
-from robot_stack.commands.collect import CollectJob, collect  # noqa: E402
-from robot_stack.commands.replay import replay  # noqa: E402
+from robot_stack.jobs.collect import CollectJob, collect  # noqa: E402
+from robot_stack.jobs.replay import replay  # noqa: E402
 from robot_stack.recorder import EpisodeDataset  # noqa: E402
 
 

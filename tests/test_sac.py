@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
+from policies.core import sample_tanh_gaussian
+from policies.registry import build_algorithm
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, rotate_transition
-from policies.sac import SAC, SACConfig, squash
-from policies.train import TrainConfig, Trainer
+from policies.sac import SACConfig
 from robot_stack import config
+from robot_stack.jobs.train import TrainConfig, Trainer
 from robot_stack.symmetry import Group
 from sim.toy import ToyReachEnv, ToyReachExpert
 
@@ -66,10 +68,10 @@ def test_replay_state_roundtrip_and_rotated_copy(tmp_path):
     np.testing.assert_array_equal(rot.obs["heightmap"], np.rot90(obs["heightmap"], k=-1, axes=(-2, -1)))
 
 
-def test_squash_logprob_matches_density():
+def test_tanh_gaussian_logprob_matches_density():
     torch.manual_seed(0)
     mean, log_std = torch.zeros(20000, 1), torch.full((20000, 1), -0.5)
-    action, logp = squash(mean, log_std)
+    action, logp = sample_tanh_gaussian(mean, log_std.exp())
     assert action.abs().max() < 1
     # Histogram density of tanh(N(0, e^-0.5)) near 0 vs the reported log-probability there.
     near = action[:, 0].abs() < 0.05
@@ -94,8 +96,8 @@ def test_sac_update_with_real_relaxed_networks_and_cnn_aug(tmp_path):
     assert trainer.agent.update(trainer.buffer.sample(8))["bc_loss"] > 0  # SACfD term on the expert samples
     assert any(not torch.equal(b, p) for b, p in zip(before, trainer.agent.actor.parameters(), strict=True))
     spec = trainer.spec
-    aug = SAC.create(spec.__class__(spec.observation, spec.action, spec.heightmap, "C4", "cnn_aug"),
-                     SACConfig(batch_size=8, random_shift=2), {**TINY_NET, "family": "cnn_aug"}, "cpu")
+    aug = build_algorithm("sac", spec.__class__(spec.observation, spec.action, spec.heightmap, "C4", "cnn_aug"),
+                          {**TINY_NET, "family": "cnn_aug"}, SACConfig(batch_size=8, random_shift=2), "cpu")
     assert aug.rotation_aug
     assert np.isfinite(aug.update(trainer.buffer.sample(8))["critic_loss"])
     del env

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from robot_stack.commands import run as run_cmd
-from robot_stack.commands.run import PolicySource, RunConfig, make_policy, spawn_server
+from robot_stack.jobs.run import PolicySource, RunConfig, make_policy, spawn_server
 from robot_stack.runtime.synthetic import default_spec, make_package
 
 TOKEN_ENV = "ROBOT_STACK_TEST_NO_TOKEN"  # unset: no token
@@ -137,7 +137,7 @@ def test_the_run_stops_and_reaps_its_server_and_shows_its_output(package, monkey
 
 CALLER = """
 import sys, time
-from robot_stack.commands.run import spawn_server
+from robot_stack.jobs.serving import spawn_server
 proc, endpoint = spawn_server(sys.argv[1], sys.argv[2])
 print(proc.pid, flush=True)
 time.sleep(600)

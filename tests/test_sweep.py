@@ -10,8 +10,8 @@ import time
 import numpy as np
 import pytest
 
-from policies.sweep import SweepConfig, SweepError, confidence_band, make_trials, read_results, run_sweep
 from robot_stack import cli, config
+from robot_stack.jobs.sweep import SweepConfig, SweepError, confidence_band, make_trials, read_results, run_sweep
 from robot_stack.provenance import source_commit
 
 TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from test_offline_job import record_toy
 
-from policies import sweep_offline
-from policies.sweep import SweepConfig, SweepError, make_trials, run_sweep
 from robot_stack import cli, config
+from robot_stack.jobs import sweep_offline
+from robot_stack.jobs.sweep import SweepConfig, SweepError, make_trials, run_sweep
 
 SIZE = 16
 TINY = {"env": {"heightmap_size": SIZE}, "network": {"family": "cnn", "widths": [2], "kernel_sizes": [3], "hidden": 2},

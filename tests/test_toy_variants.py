@@ -94,8 +94,8 @@ def test_expert_compensates_the_bias():
 
 
 def test_sweep_toy_builds_the_18_trials():
-    from policies.sweep import SweepConfig, make_trials
     from robot_stack import config
+    from robot_stack.jobs.sweep import SweepConfig, make_trials
 
     trials = make_trials(config.load(SweepConfig, "sweep_toy", []))
     assert len(trials) == 18

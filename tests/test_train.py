@@ -16,8 +16,8 @@ import pytest
 import torch
 
 from policies.replay_buffer import Transition
-from policies.train import CheckpointError, TrainConfig, Trainer, read_checkpoint, read_evals_csv, train
 from robot_stack import cli, config
+from robot_stack.jobs.train import CheckpointError, TrainConfig, Trainer, read_checkpoint, read_evals_csv, train
 from robot_stack.provenance import source_commit
 
 TINY = ["env.heightmap_size=16", "network.family=cnn", "network.widths=[2]", "network.kernel_sizes=[3]",

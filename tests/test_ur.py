@@ -50,9 +50,9 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from hardware.ur import URArm, URConfig, _matrix_to_rotvec
-from robot_stack.commands.run import RunConfig, make_arm, robot_parts
 from robot_stack.config import ConfigError, load
 from robot_stack.devices import ArmCommand, ArmError, Camera, DepthFrame
+from robot_stack.jobs.run import RunConfig, make_arm, robot_parts
 from robot_stack.runtime import ControlLoop, LoopConfig, SafetyConfig, SafetyFilter
 from robot_stack.specs import ActionSpec, CameraIntrinsics, CameraSpec, PolicySpec, WorkspaceBox, look_down_pose
 

@@ -21,9 +21,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
+from policies.core import Batch  # noqa: E402
 from policies.cql import CQL, CQLConfig  # noqa: E402
+from policies.data import TransitionArrays  # noqa: E402
 from policies.iql import IQL, IQLConfig  # noqa: E402
-from policies.offline import Batch, TransitionArrays  # noqa: E402
 from sim.toy import make_toy_env, make_toy_expert  # noqa: E402
 
 GAMMA, TAU, LR, BATCH, HIDDEN = 0.99, 5e-3, 3e-4, 64, 256
@@ -70,7 +71,7 @@ def mdp_dataset(episodes: list[dict]) -> d3rlpy.dataset.MDPDataset:
 
 
 def our_transitions(dataset: d3rlpy.dataset.MDPDataset) -> TransitionArrays:
-    """Exactly d3rlpy's transitions (its BasicTransitionPicker), in policies.offline's layout."""
+    """Exactly d3rlpy's transitions (its BasicTransitionPicker), in policies.data's layout."""
     picker = d3rlpy.dataset.BasicTransitionPicker()
     rows = [picker(ep, i) for ep in dataset.episodes for i in range(ep.transition_count)]
     n = len(rows)

@@ -16,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from policies.sweep import confidence_band
-from policies.train import TOY_TASKS, eval_episode_seed, make_env, make_expert, read_checkpoint
+import sim
+from robot_stack.jobs.evaluation import eval_episode_seed
+from robot_stack.jobs.grid import confidence_band
+from robot_stack.jobs.train import read_checkpoint
 from sim.toy import ToyReachExpert
 
 
@@ -57,7 +59,7 @@ class RandomActions:
 
 def policy_rate(cfg: dict[str, Any], make_actor: Callable[[Any], Any], seeds: list[int]) -> tuple[int, int]:
     """Successes of ``make_actor(env)`` on the trials' eval episodes (the resets Trainer.evaluate uses)."""
-    env = make_env(cfg["task"], cfg["env"])
+    env = sim.make_env(cfg["task"], **cfg["env"])
     actor = make_actor(env)
     wins, episodes = 0, int(cfg["eval_episodes"])
     for seed in seeds:
@@ -74,14 +76,14 @@ def policy_rate(cfg: dict[str, Any], make_actor: Callable[[Any], Any], seeds: li
 
 
 def baseline_lines(run: Path, rows: list[dict[str, Any]]) -> list[str]:
-    toy = read_checkpoint(_trial_dir(run, rows[0]) / "checkpoint.pt")["config"]["task"] in TOY_TASKS
+    toy = read_checkpoint(_trial_dir(run, rows[0]) / "checkpoint.pt")["config"]["task"] in sim.TOY_TASKS
     lines = ["| variant | random actions | scripted expert |" + (" expert, no compensation |" if toy else ""),
              "|---|---|---|" + ("---|" if toy else "")]
     for variant in sorted({r["variant"] for r in rows}, key=lambda v: v != "none"):
         trial = next(r for r in rows if r["variant"] == variant)
         cfg = read_checkpoint(_trial_dir(run, trial) / "checkpoint.pt")["config"]
         task = cfg["task"]
-        actors: list[Callable[[Any], Any]] = [RandomActions, lambda env, task=task: make_expert(task, env, 0.0, 0)]
+        actors: list[Callable[[Any], Any]] = [RandomActions, lambda env, task=task: sim.make_expert(task, env, 0.0, 0)]
         if toy:
             actors.append(lambda env: ToyReachExpert(env, compensate=False))
         cells = [policy_rate(cfg, make_actor, sorted({r["seed"] for r in rows})) for make_actor in actors]

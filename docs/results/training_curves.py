@@ -2,7 +2,7 @@
 
 Usage: ``python docs/results/training_curves.py OUT_PREFIX RUN_DIR [RUN_DIR ...]`` writes OUT_PREFIX.csv (the
 sweep's columns: family, variant, seed, step, success_rate, return) and OUT_PREFIX.png (mean and 95% band over
-seeds per family, ``policies.sweep.plot_learning_curves``). Each RUN_DIR holds the run's checkpoint.pt.
+seeds per family, ``robot_stack.jobs.sweep.plot_learning_curves``). Each RUN_DIR holds the run's checkpoint.pt.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import csv
 import sys
 from pathlib import Path
 
-from policies.sweep import plot_learning_curves
-from policies.train import read_checkpoint
+from robot_stack.jobs.sweep import plot_learning_curves
+from robot_stack.jobs.train import read_checkpoint
 
 
 def main(prefix: str, run_dirs: list[str]) -> None:

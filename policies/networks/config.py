@@ -38,7 +38,7 @@ class NetworkConfig:
     filter_banks: int = 2  # L, relaxed group convolution only
     alpha: float = 1e-4  # regulariser weight for the relaxed weights / coefficients
     width_match: str = "channels"
-    log_std_min: float = -20.0
+    log_std_min: float = -5.0
     log_std_max: float = 2.0
 
     def __post_init__(self) -> None:

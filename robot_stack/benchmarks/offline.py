@@ -3,7 +3,7 @@
 Baselines measured in the same run: each algorithm on the plain ``cnn`` family (the ratio is what the
 equivariant network costs), CQL with the critic re-encoding the heightmap for every sampled action
 (``encode_once: false``, the ratio is what encoding once saves), and for the data path the in-memory sampler
-of ``policies.offline`` (the ratio is what reading batches from the zarr store costs).
+of ``policies.data`` (the ratio is what reading batches from the zarr store costs).
 Options (key=value): ``size``, ``batch``, ``steps``, ``families`` (comma-separated), ``algos``, ``device``
 (cpu | cuda | auto).
 """
@@ -36,7 +36,7 @@ def _options(quick: bool, options: list[str]) -> dict[str, Any]:
 
 
 def _random_batch(spec: Any, batch: int, device: Any, rng: np.random.Generator) -> Any:
-    from policies.offline import Batch
+    from policies.core import Batch
 
     size = spec.observation.heightmap_size
     vec = spec.observation.vector_dim
@@ -53,21 +53,23 @@ def _random_batch(spec: Any, batch: int, device: Any, rng: np.random.Generator) 
 def bench_updates(report: BenchReport, opts: dict[str, Any]) -> None:
     import torch
 
-    from policies import offline
+    import sim
+    from policies.core import pick_device
+    from policies.registry import build_algorithm
 
-    device = offline.pick_device(opts["device"])
+    device = pick_device(opts["device"])
     rng = np.random.default_rng(0)
     families = [f for f in opts["families"].split(",") if f]
     algos = [a for a in opts["algos"].split(",") if a]
     for family in families:
-        _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": opts["size"]}, {"family": family})
+        spec = sim.policy_spec(sim.make_env("toy_reach", heightmap_size=opts["size"]), "C8", family)
         batch = _random_batch(spec, opts["batch"], device, rng)
         runs = [(name, name, {}) for name in algos]
         if "cql" in algos:  # baseline: the critic re-encodes the heightmap for each of the 1 + 3N actions
             runs.append(("cql_reencode", "cql", {"encode_once": False}))
         for label, name, algo_cfg in runs:
             torch.manual_seed(0)
-            algo = offline.build_algorithm(name, spec, {}, algo_cfg, device)
+            algo = build_algorithm(name, spec, {}, algo_cfg, device)
             algo.update(batch)  # warm-up (escnn builds its filters, CUDA kernels load)
             if device.type == "cuda":
                 torch.cuda.synchronize()
@@ -119,7 +121,8 @@ def _rate(fn: Any, seconds: float) -> float:
 
 
 def bench_data(report: BenchReport, opts: dict[str, Any], seconds: float) -> None:
-    from policies import offline
+    import sim
+    from policies.data import dataset_arrays
     from robot_stack.recorder import EpisodeDataset
     from robot_stack.symmetry import Group
 
@@ -129,8 +132,8 @@ def bench_data(report: BenchReport, opts: dict[str, Any], seconds: float) -> Non
         rng, batch, group = np.random.default_rng(0), opts["batch"], Group.parse("C8")
         on_disk = EpisodeDataset(path, cache=False)
         cached = EpisodeDataset(path, cache=True)
-        _, spec = offline.make_eval_env("toy_reach", {"heightmap_size": opts["size"]}, {})
-        memory = offline.dataset_arrays(cached.transitions(), spec.observation)
+        spec = sim.policy_spec(sim.make_env("toy_reach", heightmap_size=opts["size"]), "C8", "relaxed")
+        memory = dataset_arrays(cached.transitions(), spec.observation)
         report.add("dataset_transitions", len(memory), "transitions")
         report.add("zarr_sample_batches_per_s", _rate(lambda: on_disk.sample(batch, rng), seconds), "batches/s")
         report.add("zarr_cached_sample_batches_per_s", _rate(lambda: cached.sample(batch, rng), seconds), "batches/s")

@@ -48,7 +48,7 @@ BLOCKS = 10  # the three series take turns in this many blocks, so a drift in th
 
 
 def _round_trips(report: BenchReport, size: int, repeats: int, workdir: Path) -> dict[str, np.ndarray]:
-    from robot_stack.commands.run import spawn_server
+    from robot_stack.jobs.serving import spawn_server
     from robot_stack.runtime import PolicyClient, load_policy_package
     from robot_stack.runtime.synthetic import default_spec, make_package
 
@@ -133,7 +133,7 @@ def _zmq_echo(frame: bytes) -> Iterator[Callable[[], None]]:
 
 def _loop(report: BenchReport, seconds: float, task: str, workdir: Path, rt_priority: int) -> None:
     from hardware.sim_arm import SimArm, projector_for
-    from robot_stack.commands.run import robot_spec_for, spawn_server
+    from robot_stack.jobs.run import robot_spec_for, spawn_server
     from robot_stack.runtime import ControlLoop, LoopConfig, PolicyClient, SafetyConfig, SafetyFilter
     from robot_stack.runtime.realtime import rt_permitted, zmq_context
     from robot_stack.runtime.synthetic import make_package

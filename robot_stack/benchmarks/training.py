@@ -29,14 +29,19 @@ def _options(options: list[str]) -> dict[str, str]:
 
 
 def _agent(family: str, group: str, size: int):
-    from policies.replay_buffer import ReplayBuffer, Transition
-    from policies.sac import SAC, SACConfig
-    from policies.train import policy_spec_for
-    from sim.toy import ToyReachEnv
+    import torch
 
-    env = ToyReachEnv(heightmap_size=size)
-    spec = policy_spec_for(env, {"family": family, "group": group})
-    agent = SAC.create(spec, SACConfig(batch_size=64), {"family": family, "group": group}, "auto", 0)
+    import sim
+    from policies.core import pick_device
+    from policies.registry import build_algorithm
+    from policies.replay_buffer import ReplayBuffer, Transition
+    from policies.sac import SACConfig
+
+    env = sim.make_env("toy_reach", heightmap_size=size)
+    spec = sim.policy_spec(env, group, family)
+    torch.manual_seed(0)
+    agent = build_algorithm("sac", spec, {"family": family, "group": group}, SACConfig(batch_size=64),
+                            pick_device("auto"), 0)
     buf = ReplayBuffer(256, spec.observation, seed=0)
     obs, _ = env.reset(seed=0)
     for _ in range(256):
@@ -68,7 +73,7 @@ def _env_rate(env, policy, seconds: float) -> float:
 def run(quick: bool, options: list[str]) -> BenchReport:
     import torch
 
-    from policies.offline import random_policy
+    from robot_stack.jobs.evaluation import random_policy
 
     opts = _options(options)
     size = int(opts.get("size", 64))

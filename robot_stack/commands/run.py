@@ -1,28 +1,15 @@
 """robot-stack run CONFIG: the real-time control loop (sim or UR arm, local or remote policy), recorded.
 
 camera -> HeightmapProjector -> policy (local OnnxPolicy or remote PolicyClient) -> SafetyFilter -> arm,
-at ``loop.rate_hz``. See launch/sim_robot.yaml and launch/real_ur.yaml, and docs/deploy.md.
-"""
+at ``loop.rate_hz``. See launch/sim_robot.yaml and launch/real_ur.yaml, and docs/deploy.md."""
 
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import subprocess
-import sys
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import IO, Any, Literal
-
-from robot_stack.runtime.control import LoopConfig
-from robot_stack.runtime.safety import SafetyConfig
-from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, PolicySpec, WorkspaceBox
 
 HELP = "run the control loop: camera -> heightmap -> policy -> safety filter -> arm, recording episodes"
+
+
 DESCRIPTION = HELP + """
 
 Operator keys (when stdin is a terminal): s start an episode, x or space stop (arm holds), y mark success,
@@ -34,266 +21,15 @@ if this process dies.
 """
 
 
-@dataclass
-class PolicySource:
-    """Where actions come from: ``package`` in-process, ``server`` remote, or ``spawn_server`` (loopback)."""
-
-    package: str = ""
-    server: str = ""
-    spawn_server: bool = False
-    token_env: str = "ROBOT_STACK_TOKEN"
-    threads: int = 1
-
-
-@dataclass
-class ArmSection:
-    kind: Literal["sim", "ur"] = "sim"
-    task: str = "toy_reach"
-    seed: int | None = 0
-    sim: dict = field(default_factory=dict)    # sim.make_env options
-    ur: dict = field(default_factory=dict)     # hardware.ur.URConfig fields
-
-
-@dataclass
-class CameraSection:
-    kind: Literal["sim", "realsense"] = "sim"
-    realsense: dict = field(default_factory=dict)  # hardware.camera_config.RealSenseConfig fields (calibration)
-
-
-@dataclass
-class RobotSection:
-    """The real robot's heightmap and action scaling (the sim takes these from its env)."""
-
-    heightmap_size: int = 64
-    workspace: WorkspaceBox = field(default_factory=WorkspaceBox)
-    dpos: float = 0.05
-    dtheta: float = 0.39269908169872414
-
-
-@dataclass
-class RecordSection:
-    enabled: bool = True
-    path: str = "runs/episodes.zarr"
-
-
-@dataclass
-class RunConfig:
-    policy: PolicySource = field(default_factory=PolicySource)
-    arm: ArmSection = field(default_factory=ArmSection)
-    camera: CameraSection = field(default_factory=CameraSection)
-    robot: RobotSection = field(default_factory=RobotSection)
-    loop: LoopConfig = field(default_factory=LoopConfig)
-    safety: SafetyConfig = field(default_factory=SafetyConfig)
-    record: RecordSection = field(default_factory=RecordSection)
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="launch file (e.g. launch/sim_robot.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. loop.episodes=3")
 
 
-def make_arm(cfg: RunConfig, log: Callable[[str], None] = print):
-    if cfg.arm.kind == "sim":
-        from hardware.sim_arm import SimArm
-
-        return SimArm.from_task(cfg.arm.task, seed=cfg.arm.seed, **cfg.arm.sim)
-    from hardware.ur import URArm, URConfig
-    from robot_stack.config import build
-
-    return URArm(build(URConfig, cfg.arm.ur, "arm.ur"), log=log)
-
-
-def make_camera(cfg: RunConfig, arm: Any):
-    if cfg.camera.kind == "sim":
-        if not hasattr(arm, "camera"):
-            raise SystemExit("camera.kind=sim needs arm.kind=sim")
-        return arm.camera()
-    from hardware.camera_config import RealSenseConfig
-    from hardware.realsense import RealSenseCamera
-    from robot_stack.config import build
-
-    return RealSenseCamera(build(RealSenseConfig, cfg.camera.realsense, "camera.realsense"))
-
-
-def robot_parts(cfg: RunConfig, arm: Any) -> tuple[ObservationSpec, ActionSpec, HeightmapSpec]:
-    if hasattr(arm, "obs_spec"):
-        return arm.obs_spec, arm.action_spec, arm.hm_spec
-    hm = HeightmapSpec(cfg.robot.heightmap_size, cfg.robot.workspace)
-    return ObservationSpec.create(hm), ActionSpec(cfg.robot.dpos, cfg.robot.dtheta), hm
-
-
-def robot_spec_for(parts: tuple[ObservationSpec, ActionSpec, HeightmapSpec], policy_spec: PolicySpec) -> PolicySpec:
-    """The robot's spec with the package's group and family: only structural differences are refused."""
-    return PolicySpec(parts[0], parts[1], parts[2], policy_spec.group, policy_spec.family, policy_spec.version)
-
-
-class ServerOutput(threading.Thread):
-    """Reads a spawned server's output for as long as the server lives, handing each line to ``log``.
-
-    Nobody else reads the pipe: without this thread a server that printed more than the pipe buffer (~64 KiB)
-    would block in print() and stop answering mid-episode.
-    """
-
-    def __init__(self, stream: IO[str], log: Callable[[str], None]) -> None:
-        super().__init__(name="serve-output", daemon=True)
-        self.stream, self.log = stream, log
-        self.endpoint: str | None = None
-        self.ready = threading.Event()  # set at the "serving" line, or at end of output (the server exited)
-        self.last: deque[str] = deque(maxlen=5)
-
-    def run(self) -> None:
-        try:
-            for line in self.stream:
-                self._line(line.rstrip("\n"))
-        finally:
-            self.ready.set()
-
-    def _line(self, line: str) -> None:
-        self.last.append(line)
-        if self.endpoint is None and line.startswith("serving "):
-            self.endpoint = line.split(" on ", 1)[1].split()[0]
-            self.ready.set()
-        try:
-            self.log(f"serve: {line}")
-        except Exception:  # drop the line, keep draining: a stalled pipe would stall the server
-            pass
-
-
-class ServerProcess(subprocess.Popen):
-    """A spawned ``robot-stack serve``; ``output`` drains what it prints."""
-
-    output: ServerOutput | None = None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM, SIGKILL if it is still running after ``timeout`` s; reaped either way."""
-        if self.poll() is None:
-            self.terminate()
-            try:
-                self.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                self.wait()
-        if self.output is not None:
-            self.output.join(timeout)
-
-
-def _to_stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
-def spawn_server(package: str, token_env: str, timeout: float = 30.0, rt_priority: int = 0,
-                 log: Callable[[str], None] | None = None) -> tuple[ServerProcess, str]:
-    """Start ``robot-stack serve`` on a free loopback port; returns the process and its endpoint.
-
-    Every line the server prints goes to ``log`` (default: stderr) prefixed ``serve: ``. ``proc.stop()`` ends
-    it; it also stops by itself once this process has exited (``serve --parent-pid``), so a caller that is
-    killed or crashes leaves no server behind.
-    """
-    cmd = [sys.executable, "-m", "robot_stack", "serve", "--policy", package, "--bind", "tcp://127.0.0.1:*",
-           "--token-env", token_env, "--rt-priority", str(rt_priority), "--parent-pid", str(os.getpid())]
-    proc = ServerProcess(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace",
-                         env=os.environ.copy())
-    proc.output = ServerOutput(proc.stdout, log or _to_stderr)
-    proc.output.start()
-    if proc.output.ready.wait(timeout) and proc.output.endpoint:
-        return proc, proc.output.endpoint
-    proc.stop()
-    raise RuntimeError(f"policy server did not start (exit code {proc.returncode}); its last output: "
-                       f"{list(proc.output.last)}")
-
-
-def make_policy(cfg: RunConfig, parts, cleanup: list, log: Callable[[str], None] = print):
-    from robot_stack.runtime import PolicyClient, load_policy_package, read_spec
-    from robot_stack.runtime.realtime import zmq_context
-
-    src = cfg.policy
-    if src.server or src.spawn_server:
-        endpoint = src.server
-        if src.spawn_server:
-            # a local server answers inside the loop's period: it gets the loop's priority
-            proc, endpoint = spawn_server(src.package, src.token_env, rt_priority=cfg.loop.rt_priority, log=log)
-            cleanup.append(proc.stop)
-        client = PolicyClient(endpoint, token=os.environ.get(src.token_env) or None,
-                              context=zmq_context(cfg.loop.rt_priority))
-        cleanup.append(client.close)
-        client.hello(robot_spec_for(parts, client.spec))
-        return client, client.spec
-    if not src.package:
-        raise SystemExit("policy: set package (local ONNX), server (endpoint) or spawn_server: true")
-    spec, _ = read_spec(src.package)
-    policy = load_policy_package(src.package, robot_spec_for(parts, spec), threads=src.threads)
-    return policy, policy.spec
-
-
 def run(args: argparse.Namespace) -> int:
     from robot_stack.config import load
+    from robot_stack.jobs.run import RunConfig, run_config, sigterm_as_interrupt
 
     cfg = load(RunConfig, args.config, args.overrides)
     with sigterm_as_interrupt():
         return run_config(cfg)
-
-
-@contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, systemd stop, a supervisor) ends the run the way Ctrl-C does: the arm is stopped, the
-    episode closed and recorded, the server and the recorder shut down. Python's default for SIGTERM is to exit
-    at once, with no clean-up at all."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-def run_config(cfg: RunConfig, keys: Any = None, log=print) -> int:
-    results = run_episodes(cfg, keys, log)
-    return 3 if results and results[-1].reason == "camera_lost" else 0
-
-
-def run_episodes(cfg: RunConfig, keys: Any = None, log=print) -> list:
-    """Run the loop as ``cfg`` says; returns one ``EpisodeResult`` per episode."""
-    from hardware.sim_arm import projector_for
-    from robot_stack.runtime import ControlLoop, SafetyFilter
-    from robot_stack.runtime.keys import HELP as KEY_HELP
-    from robot_stack.runtime.keys import KeyReader
-
-    cleanup: list = []
-    arm = make_arm(cfg, log)
-    cleanup.append(arm.close)
-    recorder = None
-    try:
-        camera = make_camera(cfg, arm)
-        cleanup.append(camera.close)
-        parts = robot_parts(cfg, arm)
-        policy, spec = make_policy(cfg, parts, cleanup, log)
-        if cfg.record.enabled:
-            from robot_stack.recorder import EpisodeRecorder
-
-            recorder = EpisodeRecorder(cfg.record.path, parts[0], parts[1],
-                                       {"robot": cfg.arm.kind, "task": cfg.arm.task, "policy": cfg.policy.package,
-                                        "policy_group": spec.group, "policy_family": spec.family})
-            cleanup.append(recorder.close)
-        keys = keys if keys is not None else KeyReader()
-        cleanup.append(keys.close)
-        if getattr(keys, "enabled", False):
-            log(KEY_HELP)
-        safety = SafetyFilter(cfg.safety, parts[1])
-        loop = ControlLoop(arm, camera, projector_for(camera, parts[2]), policy, safety, spec, cfg.loop,
-                           recorder=recorder, keys=keys, log=log)
-        results = loop.run()
-    finally:
-        for fn in reversed(cleanup):
-            try:
-                fn()
-            except Exception as exc:  # keep closing the rest (the recorder must get its close)
-                log(f"cleanup: {type(exc).__name__}: {exc}")
-    done = sum(r.success for r in results)
-    log(f"{len(results)} episode(s), {done} successful" + (f", recorded to {cfg.record.path}" if recorder else ""))
-    return results

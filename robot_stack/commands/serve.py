@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-import signal
-import threading
 
 HELP = "serve an exported ONNX policy over pyzmq + msgpack (localhost by default)"
+
+
 DESCRIPTION = HELP + """
 
 The token, when used, comes from the environment variable named by --token-env (default
@@ -33,46 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "a launcher that crashes or is killed leaves no server behind); 0 (default): off")
 
 
-def read_token(token_env: str | None, token_file: str | None) -> str | None:
-    if token_file:
-        with open(token_file) as fh:
-            token = fh.readline().strip()
-        if not token:
-            raise ValueError(f"token file {token_file} is empty")
-        return token
-    return os.environ.get(token_env) or None if token_env else None
-
-
-def watch_parent(parent_pid: int, stop: threading.Event, interval: float = 0.5) -> threading.Thread:
-    """Sets ``stop`` once ``parent_pid`` is no longer this process's parent (it exited; the orphan was re-parented)."""
-
-    def watch() -> None:
-        while os.getppid() == parent_pid and not stop.wait(interval):
-            pass
-        stop.set()
-
-    thread = threading.Thread(target=watch, name="serve-parent-watch", daemon=True)
-    thread.start()
-    return thread
-
-
 def run(args: argparse.Namespace) -> int:
-    from robot_stack.runtime import PolicyServer, ServeConfig, load_policy_package
+    from robot_stack.jobs.serving import read_token, serve
+    from robot_stack.runtime import ServeConfig
 
     token = read_token(args.token_env, args.token_file)
     cfg = ServeConfig(policy=args.policy, bind=args.bind, token=token, max_message_bytes=args.max_message_bytes,
                       batch=not args.no_batch, threads=args.threads, rt_priority=args.rt_priority)
-    policy = load_policy_package(args.policy, None, threads=args.threads)
-    server = PolicyServer(policy, cfg)
-    endpoint = server.bind()
-    print(f"serving {args.policy} on {endpoint} (token {'on' if token else 'off'}, "
-          f"limit {server.max_bytes} bytes)", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    if args.parent_pid:
-        watch_parent(args.parent_pid, stop)
-    try:
-        server.serve(stop)
-    except KeyboardInterrupt:
-        pass
-    return 0
+    return serve(cfg, args.parent_pid)

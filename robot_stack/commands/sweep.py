@@ -33,8 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.sweep import JOBS, SweepConfig, run_sweep
     from robot_stack import config
+    from robot_stack.jobs.sweep import JOBS, SweepConfig, run_sweep
 
     cfg = config.load(SweepConfig, args.config, args.overrides)
     out = run_sweep(cfg, address=args.address)

@@ -19,8 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from policies.train import TrainConfig, train
     from robot_stack import config
+    from robot_stack.jobs.train import TrainConfig, train
 
     cfg = config.load(TrainConfig, args.config, args.overrides)
     train(cfg)

@@ -1,8 +1,8 @@
 """``robot-stack sweep``: a grid of network families x seeds x task variants, one SAC training run each, on Ray;
-or, with ``job: offline``, a grid of offline algos x families x datasets x seeds (``policies.sweep_offline``,
+or, with ``job: offline``, a grid of offline algos x families x datasets x seeds (``robot_stack.jobs.sweep_offline``,
 whose docstring shows that sweep file).
 
-Every trial is a Ray task (Ray core) that runs ``policies.train`` (or, for ``job: offline``, ``robot-stack
+Every trial is a Ray task (Ray core) that runs ``robot_stack.jobs.train`` (or, for ``job: offline``, ``robot-stack
 offline``'s ``run_job``) with progress bars and export off. A ``job: train`` sweep writes
 ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv`` (one row per trial),
 ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95% t-confidence band, one panel per
@@ -25,15 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from policies import sweep_offline
 from robot_stack import config, provenance
+from robot_stack.jobs import sweep_offline
+from robot_stack.jobs.grid import NO_VARIANT, SweepError, Trial, base_config, confidence_band, draw_curves
 from robot_stack.plotting import pyplot
-
-NO_VARIANT = "none"
-
-
-class SweepError(config.ConfigError):
-    """A sweep that cannot start (bad grid, unreachable cluster); the message says why."""
 
 
 @dataclass
@@ -67,16 +62,6 @@ class SweepConfig:
         return Path(self.out_dir.format(name=self.name))
 
 
-@dataclass
-class Trial:
-    """One grid point of any job kind: its place in the grid (label, CSV columns) and the config its job runs."""
-    label: str
-    family: str
-    seed: int
-    variant: str = NO_VARIANT  # job: train
-    algo: str = ""  # job: offline
-    dataset: sweep_offline.Dataset | None = None  # job: offline
-    job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
 
 
 @dataclass(frozen=True)
@@ -95,10 +80,6 @@ def make_trials(cfg: SweepConfig) -> list[Trial]:
     return JOBS[cfg.job].make_trials(cfg)
 
 
-def base_config(cfg: SweepConfig) -> dict[str, Any]:
-    """The sweep's base launch file with its overrides applied: what every trial starts from."""
-    base = config.read_yaml(config.resolve_launch_file(cfg.base))
-    return config.apply_overrides(base, _flatten(cfg.overrides))
 
 
 def check_train(cfg: SweepConfig) -> None:
@@ -119,7 +100,7 @@ def make_train_trials(cfg: SweepConfig) -> list[Trial]:
 
 
 def _train_config(base: dict[str, Any], trial: Trial, cfg: SweepConfig) -> dict[str, Any]:
-    from policies.train import TrainConfig
+    from robot_stack.jobs.train import TrainConfig
 
     data = config.apply_overrides(base, [f"network.family={trial.family}", f"seed={trial.seed}",
                                          f"out_dir={cfg.run_dir / 'trials' / trial.label}",
@@ -129,20 +110,8 @@ def _train_config(base: dict[str, Any], trial: Trial, cfg: SweepConfig) -> dict[
     return config.to_dict(config.build(TrainConfig, data))
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict) and value:
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={_yaml_scalar(value)}")
-    return out
 
 
-def _yaml_scalar(value: Any) -> str:
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
 
 
 def check_address(address: str, timeout: float) -> None:
@@ -165,7 +134,7 @@ def run_trial(train_config: dict[str, Any], setup: Callable[[], Any] | None = No
     """One training run (inside a Ray worker): eval history and the actor's relaxed weights."""
     if setup is not None:
         setup()
-    from policies.train import TrainConfig, Trainer
+    from robot_stack.jobs.train import TrainConfig, Trainer
 
     tc = config.build(TrainConfig, train_config)
     trainer = Trainer(tc)
@@ -283,16 +252,6 @@ def read_results(path: Path) -> list[dict[str, Any]]:
                 for row in csv.DictReader(fh)]
 
 
-def confidence_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and the half-width of a 95% Student-t interval over axis 0 (0 with a single seed)."""
-    from scipy import stats
-
-    n = values.shape[0]
-    mean = values.mean(axis=0)
-    if n < 2:
-        return mean, np.zeros_like(mean)
-    half = stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
-    return mean, half
 
 
 def curves(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tuple[str, str], tuple]:
@@ -309,22 +268,8 @@ def curves(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tup
     return out
 
 
-Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # steps, mean, half-width of the band
 
 
-def draw_curves(ax, lines: dict[str, Curve], metric: str, title: str, band: bool = True) -> None:
-    """One panel of eval ``metric`` against environment steps, a line per label (with its 95% band if ``band``)."""
-    for label, (steps, mean, half) in lines.items():
-        # Without a band the points are marked: a run with a single eval would otherwise draw nothing.
-        ax.plot(steps, mean, label=label, marker=None if band else "o", markersize=3)
-        if band:
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
-    ax.set_title(title)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel(f"eval {metric.replace('_', ' ')}" + (" (mean, 95% CI)" if band else ""))
-    if metric == "success_rate":
-        ax.set_ylim(-0.05, 1.05)
-    ax.legend()
 
 
 def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_rate") -> None:

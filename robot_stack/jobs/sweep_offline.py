@@ -1,10 +1,10 @@
 """Offline grids for ``robot-stack sweep`` (``job: offline``): algos x families x datasets x seeds, one
 ``robot-stack offline`` job (``run_job``) per trial.
 
-A sweep file for an offline grid (every other key as in ``policies.sweep.SweepConfig``)::
+A sweep file for an offline grid (every other key as in ``robot_stack.jobs.sweep.SweepConfig``)::
 
     name: lift
-    job: offline              # default: train (online SAC, policies.train)
+    job: offline              # default: train (online SAC, robot_stack.jobs.train)
     base: offline_lift        # the offline launch file every trial starts from
     overrides: {steps: 100000}
     algos: [cql, iql, bc]
@@ -34,26 +34,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robot_stack import config
+from robot_stack.jobs.grid import NO_VARIANT, Dataset, SweepError, Trial, base_config, confidence_band
 
 if TYPE_CHECKING:
-    from policies.sweep import SweepConfig, Trial
+    from robot_stack.jobs.sweep import SweepConfig
 
 ALGOS = ("cql", "iql", "bc")
 DATASET_KEYS = ("name", "path")
 
 
-@dataclass
-class Dataset:
-    label: str
-    path: str
-    transitions: int
-
-
 # ---------------------------------------------------------------- the grid, checked before Ray starts
 
 def check_offline(cfg: SweepConfig) -> None:
-    from policies.sweep import NO_VARIANT
-
     bad = [a for a in cfg.algos if a not in ALGOS]
     if bad:
         raise ValueError(f"sweep algos {bad} unknown; valid: {list(ALGOS)}")
@@ -65,8 +57,6 @@ def check_offline(cfg: SweepConfig) -> None:
 
 def read_datasets(entries: list[Any]) -> list[Dataset]:
     """Each entry (a path or ``{name, path}``) opened and its transitions counted; errors name the entry."""
-    from policies.sweep import SweepError
-
     out = []
     for i, entry in enumerate(entries):
         where = f"datasets[{i}]"
@@ -82,8 +72,6 @@ def read_datasets(entries: list[Any]) -> list[Dataset]:
 
 
 def _dataset_entry(entry: Any, where: str) -> tuple[str, str]:
-    from policies.sweep import SweepError
-
     if isinstance(entry, str):
         return "", entry
     unknown = sorted(set(entry) - set(DATASET_KEYS))
@@ -95,7 +83,6 @@ def _dataset_entry(entry: Any, where: str) -> tuple[str, str]:
 
 def count_transitions(path: str, where: str) -> int:
     """Transitions as ``robot-stack offline`` loads them (``EpisodeDataset.transitions()``)."""
-    from policies.sweep import SweepError
     from robot_stack.recorder import EpisodeDataset
     from robot_stack.specs import SpecError
 
@@ -110,8 +97,6 @@ def count_transitions(path: str, where: str) -> int:
 
 def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
     """The grid of a ``job: offline`` sweep, each trial's ``OfflineJob`` built (and so checked) up front."""
-    from policies.sweep import SweepError, Trial, base_config
-
     base = base_config(cfg)
     datasets = read_datasets(cfg.datasets)
     trials = []
@@ -131,7 +116,7 @@ def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
 
 def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, Any]:
     from policies.networks import NetworkConfig
-    from robot_stack.commands.offline import OfflineJob
+    from robot_stack.jobs.offline import OfflineJob
 
     data = config.apply_overrides(base, [f"algo={trial.algo}", f"network.family={trial.family}",
                                          f"seed={trial.seed}", "progress=false", "export=false"])
@@ -150,7 +135,7 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
     ``error`` set and no success rate."""
     if setup is not None:
         setup()
-    from robot_stack.commands.offline import OfflineJob, run_job
+    from robot_stack.jobs.offline import OfflineJob, run_job
 
     job = config.build(OfflineJob, job_config)
     started = time.perf_counter()
@@ -173,13 +158,12 @@ def trial_success(result: dict[str, Any]) -> float:
 
 def random_success(job: Any) -> float:
     """Uniform random actions on the job's evaluation episodes (same env seeds as its policy's)."""
-    from policies import offline
-    from robot_stack.commands.offline import EVAL_SEED_OFFSET
+    import sim
+    from robot_stack.jobs.evaluation import evaluate, random_policy
 
-    env, _ = offline.make_eval_env(job.task, job.env, job.network)
+    env = sim.make_env(job.task, **job.env)
     try:
-        policy = offline.random_policy(env, job.seed)
-        return offline.evaluate(policy, env, job.eval_episodes, job.seed + EVAL_SEED_OFFSET)["success_rate"]
+        return evaluate(random_policy(env, job.seed), env, job.eval_episodes, job.seed)["success_rate"]
     finally:
         env.close()
 
@@ -228,9 +212,7 @@ class Cell:
 
 
 def grid_cells(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tuple[str, str, str], Cell]:
-    """(algo, family, dataset) -> mean over seeds with the 95% t half-width (``policies.sweep.confidence_band``)."""
-    from policies.sweep import confidence_band
-
+    """(algo, family, dataset) -> mean over seeds with the 95% t half-width (``jobs.grid.confidence_band``)."""
     out = {}
     for key in dict.fromkeys((r["algo"], r["family"], r["dataset"]) for r in rows):
         sel = [r for r in rows if (r["algo"], r["family"], r["dataset"]) == key]
@@ -242,8 +224,6 @@ def grid_cells(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict
 
 def random_cells(rows: list[dict[str, Any]]) -> dict[str, Cell]:
     """dataset -> the random policy's success over the seeds (one value per seed: it does not depend on algo)."""
-    from policies.sweep import confidence_band
-
     out = {}
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         per_seed = {r["seed"]: r["random_success"] for r in rows if r["dataset"] == dataset}

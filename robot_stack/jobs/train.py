@@ -27,14 +27,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies, vector_of
-from policies.sac import SAC, SACConfig, pick_device
+import sim
+from policies.core import pick_device
+from policies.registry import build_algorithm
+from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies
+from policies.sac import SAC, SACConfig
 from robot_stack import config, provenance
+from robot_stack.jobs.evaluation import evaluate, torch_policy
 from robot_stack.specs import PolicySpec, mismatches
 from robot_stack.symmetry import Group
 
-TOY_TASKS = ("toy_reach",)
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: the critic is policies.core.TwinQ (weights under heads.*)
 EVALS_CSV = "evals.csv"
 CURVE_PNG = "learning_curve.png"
 EVAL_FIELDS = ("step", "success_rate", "return", "seconds")
@@ -109,42 +112,6 @@ class TrainResult:
         return self.evals[-1]["success_rate"] if self.evals else float("nan")
 
 
-# -- environments and experts -------------------------------------------------------------------------
-
-def make_env(task: str, env_cfg: dict[str, Any]):
-    if task in TOY_TASKS:
-        from sim.toy import ToyReachEnv
-
-        return ToyReachEnv(**env_cfg)
-    import sim
-
-    return sim.make_env(task, **env_cfg)
-
-
-def make_expert(task: str, env, noise: float, seed: int):
-    if task in TOY_TASKS:
-        from sim.toy import ToyReachExpert
-
-        return ToyReachExpert(env, noise, seed)
-    import sim
-
-    return sim.make_expert(task, env, noise=noise, seed=seed)
-
-
-def make_vector_env(cfg: TrainConfig):
-    from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
-
-    fns = [lambda: make_env(cfg.task, cfg.env) for _ in range(cfg.num_envs)]
-    cls = AsyncVectorEnv if cfg.async_envs and cfg.num_envs > 1 else SyncVectorEnv
-    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
-
-
-def policy_spec_for(env, network: dict[str, Any]) -> PolicySpec:
-    obs_spec, action_spec, hm_spec = env.unwrapped.policy_spec_parts
-    group = Group.parse(str(network["group"])).name
-    return PolicySpec(obs_spec, action_spec, hm_spec, group=group, family=str(network["family"]))
-
-
 def _index(obs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v[i]) for k, v in obs.items()}
 
@@ -158,9 +125,9 @@ class Trainer:
         self.cfg = cfg
         self.dir = cfg.run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.eval_env = make_env(cfg.task, cfg.env)
-        self.spec = policy_spec_for(self.eval_env, cfg.network)
-        self.agent = agent or SAC.create(self.spec, cfg.sac, cfg.network, cfg.device, cfg.seed)
+        self.eval_env = sim.make_env(cfg.task, **cfg.env)
+        self.spec = sim.policy_spec(self.eval_env, cfg.network["group"], cfg.family)
+        self.agent = agent or new_agent(self.spec, cfg)
         self.group = Group.parse(self.spec.group)
         self.buffer = ReplayBuffer(cfg.buffer_capacity, self.spec.observation, self.spec.action.dim, cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
@@ -223,8 +190,8 @@ class Trainer:
             self.buffer.add(copy)
 
     def seed_expert_episodes(self) -> None:
-        env = make_env(self.cfg.task, self.cfg.env)
-        expert = make_expert(self.cfg.task, env, self.cfg.expert_noise, self.cfg.seed)
+        env = sim.make_env(self.cfg.task, **self.cfg.env)
+        expert = sim.make_expert(self.cfg.task, env, self.cfg.expert_noise, self.cfg.seed)
         nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
         for ep in range(self.cfg.expert_episodes):
             obs, _ = env.reset(seed=self.cfg.seed * 100_000 + 50_000 + ep)
@@ -242,19 +209,9 @@ class Trainer:
         env.close()
 
     def evaluate(self) -> dict[str, float]:
-        successes, returns = [], []
-        for ep in range(self.cfg.eval_episodes):
-            obs, _ = self.eval_env.reset(seed=eval_episode_seed(self.cfg.seed, ep))
-            done, ret, info = False, 0.0, {"success": False}
-            while not done:
-                action = self.agent.act(obs["heightmap"][None], vector_of(self.spec.observation, obs)[None],
-                                        deterministic=True)[0]
-                obs, reward, terminated, truncated, info = self.eval_env.step(action)
-                ret += float(reward)
-                done = terminated or truncated
-            successes.append(float(info.get("success", False)))
-            returns.append(ret)
-        result = {"step": self.step, "success_rate": float(np.mean(successes)), "return": float(np.mean(returns)),
+        policy = torch_policy(self.agent.actor, self.spec, self.agent.device)
+        scores = evaluate(policy, self.eval_env, self.cfg.eval_episodes, self.cfg.seed)
+        result = {"step": self.step, "success_rate": scores["success_rate"], "return": scores["mean_return"],
                   "seconds": round(self.seconds, 2)}
         self.evals.append(result)
         self._log({"eval/success_rate": result["success_rate"], "eval/return": result["return"]})
@@ -286,7 +243,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(self.dir / "tb"))
-        envs = make_vector_env(cfg)
+        envs = sim.make_vector_env(cfg.task, cfg.num_envs, asynchronous=cfg.async_envs, **cfg.env)
         interrupted = False
         try:
             self._loop(envs)
@@ -336,7 +293,7 @@ class Trainer:
         if self.step < cfg.random_steps:
             actions = self.rng.uniform(-1, 1, (cfg.num_envs, self.spec.action.dim)).astype(np.float32)
         else:
-            actions = self.agent.act(obs["heightmap"], vector_of(self.spec.observation, obs))
+            actions = self.agent.act(obs["heightmap"], self.spec.observation.vector_of(obs, batched=True))
         next_obs, rewards, terminated, truncated, infos = envs.step(actions)
         ep_return += rewards
         for i in range(cfg.num_envs):
@@ -382,11 +339,6 @@ class Trainer:
         return path
 
 
-def eval_episode_seed(train_seed: int, episode: int) -> int:
-    """The reset seed of eval episode ``episode`` of a run trained with ``train_seed``: apart from training's."""
-    return 10_000_000 + train_seed * 1000 + episode
-
-
 def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
     """``write(tmp)`` then rename over ``path``: a reader (or a kill) never sees a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
@@ -412,7 +364,7 @@ def read_evals_csv(path: Path) -> list[dict[str, float]]:
 
 def plot_evals(evals: list[dict[str, float]], path: Path, title: str, label: str) -> None:
     """Eval success rate and return against environment steps, side by side."""
-    from policies.sweep import draw_curves
+    from robot_stack.jobs.grid import draw_curves
     from robot_stack.plotting import pyplot
 
     plt = pyplot()
@@ -444,6 +396,11 @@ def check_compatible(state: dict[str, Any], spec: PolicySpec, network: dict[str,
     if problems:
         raise CheckpointError(f"{path} does not match this config: " + "; ".join(problems)
                               + ". Use another out_dir or resume=false to start over.")
+
+
+def new_agent(spec: PolicySpec, cfg: TrainConfig) -> SAC:
+    torch.manual_seed(cfg.seed)
+    return build_algorithm("sac", spec, cfg.network, cfg.sac, pick_device(cfg.device), cfg.seed)
 
 
 def train(cfg: TrainConfig) -> TrainResult:

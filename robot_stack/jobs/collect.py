@@ -1,0 +1,161 @@
+"""The collect job: record scripted-expert or ONNX-policy episodes in sim into a zarr episode store."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class CollectJob:
+    task: str = "lift"
+    out: str = "runs/collect_{task}.zarr"
+    episodes: int = 10
+    transitions: int = 0  # > 0: stop at exactly this many transitions instead of after `episodes`
+    policy: str = "expert"  # "expert" (sim.make_expert) or the path of an exported .onnx policy package
+    noise: float | list[float] = 0.1  # Gaussian std added to the actions; a list: episode i uses noise[i % len]
+    seed: int = 0
+    max_steps: int = 0  # 0 -> the task's horizon
+    record_depth: bool = False  # also store the raw depth frame of every step
+    policy_id: str = ""
+    policy_version: str = ""
+    sim: dict[str, Any] = field(default_factory=dict)  # sim.config.SimConfig keys
+
+    def __post_init__(self) -> None:
+        if self.episodes < 1 or self.max_steps < 0 or self.transitions < 0:
+            raise ValueError(f"episodes must be >= 1, max_steps and transitions >= 0; got {self.episodes}, "
+                             f"{self.max_steps}, {self.transitions}")
+        noise_levels(self)
+
+
+def noise_levels(job: CollectJob) -> list[float]:
+    """The job's noise as a non-empty list of stds >= 0 (ConfigError otherwise)."""
+    from robot_stack.config import ConfigError
+
+    levels = [float(x) for x in job.noise] if isinstance(job.noise, list) else [float(job.noise)]
+    if not levels or any(not np.isfinite(x) or x < 0 for x in levels):
+        raise ConfigError(f"noise must be a number >= 0 or a non-empty list of them, got {job.noise!r}")
+    return levels
+
+
+def collect(job: CollectJob) -> dict[str, Any]:
+    """Run the job; returns a summary (committed episodes, steps, transitions, success rate, store path)."""
+    import sim
+    from robot_stack.config import ConfigError
+    from robot_stack.recorder import EpisodeRecorder, store
+
+    if "seed" in job.sim:
+        raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
+    levels = noise_levels(job)
+    out = job.out.format(task=job.task, transitions=job.transitions)
+    if job.transitions and store.is_store(out):
+        raise ConfigError(f"{out} already holds a store; 'transitions' counts the whole store, so give a new out")
+    env = sim.make_env(job.task, **job.sim)
+    obs_spec, action_spec, hm_spec = env.policy_spec_parts
+    act, policy_meta = _policy(job, env, obs_spec, action_spec, hm_spec)
+    meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
+            "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
+            "heightmap": hm_spec.to_dict(), **policy_meta}
+    with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait") as rec:
+        successes, steps, transitions = record_episodes(env, rec, act, job, levels)
+        rec.flush()
+        committed = rec.stats["episodes_committed"]
+    env.close()
+    return {"committed": committed, "steps": steps, "transitions": transitions,
+            "success_rate": float(np.mean(successes)), "out": out}
+
+
+def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[float]) -> tuple[list[bool], int, int]:
+    """Episodes until ``job.episodes`` (or ``job.transitions`` when set); (successes, steps, transitions)."""
+    from rich.progress import Progress
+
+    successes, steps, transitions, idle = [], 0, 0, 0
+    total = job.transitions or job.episodes
+    with Progress() as bar:
+        task = bar.add_task(f"collecting {job.task}", total=total)
+        for i in itertools.count():
+            left = job.transitions - transitions if job.transitions else None
+            if (left is None and i >= job.episodes) or left == 0:
+                break
+            ok, n, t = _episode(env, rec, act, job, job.seed + i, levels[i % len(levels)], left)
+            successes.append(ok)
+            steps, transitions = steps + n, transitions + t
+            idle = 0 if t else idle + 1
+            if idle >= 10:  # only if every episode ends on its second step while one transition is missing
+                raise RuntimeError(f"{job.task}: 10 episodes in a row added no transition; cannot reach "
+                                   f"{job.transitions} transitions exactly")
+            bar.update(task, completed=transitions if job.transitions else i + 1)
+    return successes, steps, transitions
+
+
+def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec: Any):
+    import sim
+
+    if job.policy == "expert":
+        expert = sim.make_expert(job.task, env, seed=job.seed)
+
+        def act_expert(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
+            if reset:
+                expert.reset()
+                expert.noise = noise
+                return np.zeros(0)
+            return expert.act(obs, env)
+
+        return act_expert, {"policy_id": job.policy_id or f"expert-{job.task}",
+                            "policy_version": job.policy_version or "scripted", "noise": job.noise}
+    from robot_stack.runtime.package import load_policy_package
+
+    policy = load_policy_package(job.policy)
+    if obs_spec != policy.spec.observation or action_spec != policy.spec.action:
+        from robot_stack.specs import SpecError, mismatches
+
+        raise SpecError(f"{job.policy} does not fit task {job.task}: " + "; ".join(
+            mismatches(obs_spec, policy.spec.observation) + mismatches(action_spec, policy.spec.action)))
+    rng = np.random.default_rng(job.seed)
+    episode = {"noise": 0.0}
+
+    def act_policy(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
+        if reset:
+            episode["noise"] = noise
+            return np.zeros(0)
+        a = np.asarray(policy.act(obs), dtype=np.float32)
+        std = episode["noise"]
+        return np.clip(a + rng.normal(0, std, a.shape), -1, 1).astype(np.float32) if std else a
+
+    version = job.policy_version or str(getattr(policy, "metadata", {}).get("version", ""))
+    return act_policy, {"policy_id": job.policy_id or str(job.policy), "policy_version": version, "noise": job.noise}
+
+
+def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: float,
+             left: int | None) -> tuple[bool, int, int]:
+    """One episode; ``left``: transitions still wanted (None: no limit). Returns (success, steps, transitions)."""
+    obs, info = env.reset(seed=seed)
+    act(obs, reset=True, noise=noise)
+    rec.start_episode({"seed": seed, "layout": info.get("layout"), "noise": noise})
+    horizon = job.max_steps or int(getattr(env, "horizon", 0) or 10**9)
+    # Stopping after step k without a terminal gives k - 1 transitions, so left + 1 steps can give left.
+    limit = horizon if left is None else min(horizon, left + 1)
+    success, n, terminal, cut = bool(info.get("success", False)), 0, False, False
+    for k in range(1, limit + 1):
+        depth = env.render() if job.record_depth else None
+        t0 = time.perf_counter()
+        action = act(obs)
+        latency = time.perf_counter() - t0
+        next_obs, reward, terminated, truncated, info = env.step(action)
+        if terminated and left is not None and k > left:
+            cut = True  # a terminal step here would make left + 1: drop it, the next episode fills the gap
+            break
+        extra = {"terminal": bool(terminated), "latency_policy": latency}
+        if depth is not None:
+            extra["depth"] = depth
+        rec.add_step(obs, action, float(reward), extra)
+        obs, n, terminal, success = next_obs, k, bool(terminated), bool(info.get("success", False))
+        if terminated or truncated:
+            break
+    cut = cut or (left is not None and not terminal and n == left + 1 and n < horizon)
+    rec.end_episode(success, cut=cut)
+    return success, n, n if terminal else max(n - 1, 0)

@@ -1,0 +1,91 @@
+"""What every sweep kind shares: a grid point (``Trial``), its errors, the base config each trial starts from, and the
+95% confidence bands of the curves and tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from robot_stack import config
+
+NO_VARIANT = "none"
+
+
+@dataclass
+class Dataset:
+    """An offline sweep's dataset: its label in tables, its store and its transition count."""
+    label: str
+    path: str
+    transitions: int
+
+
+class SweepError(config.ConfigError):
+    """A sweep that cannot start (bad grid, unreachable cluster); the message says why."""
+
+
+@dataclass
+class Trial:
+    """One grid point of any job kind: its place in the grid (label, CSV columns) and the config its job runs."""
+    label: str
+    family: str
+    seed: int
+    variant: str = NO_VARIANT  # job: train
+    algo: str = ""  # job: offline
+    dataset: Dataset | None = None  # job: offline
+    job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
+
+
+def base_config(cfg: Any) -> dict[str, Any]:
+    """The sweep's base launch file with its overrides applied: what every trial starts from."""
+    base = config.read_yaml(config.resolve_launch_file(cfg.base))
+    return config.apply_overrides(base, _flatten(cfg.overrides))
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={_yaml_scalar(value)}")
+    return out
+
+
+def _yaml_scalar(value: Any) -> str:
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("\n...").strip()
+
+
+def confidence_band(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and the half-width of a 95% Student-t interval over axis 0 (0 with a single seed)."""
+    from scipy import stats
+
+    n = values.shape[0]
+    mean = values.mean(axis=0)
+    if n < 2:
+        return mean, np.zeros_like(mean)
+    half = stats.t.ppf(0.975, n - 1) * values.std(axis=0, ddof=1) / np.sqrt(n)
+    return mean, half
+
+
+Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # steps, mean, half-width of the band
+
+
+def draw_curves(ax, lines: dict[str, Curve], metric: str, title: str, band: bool = True) -> None:
+    """One panel of eval ``metric`` against environment steps, a line per label (with its 95% band if ``band``)."""
+    for label, (steps, mean, half) in lines.items():
+        # Without a band the points are marked: a run with a single eval would otherwise draw nothing.
+        ax.plot(steps, mean, label=label, marker=None if band else "o", markersize=3)
+        if band:
+            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+    ax.set_title(title)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(f"eval {metric.replace('_', ' ')}" + (" (mean, 95% CI)" if band else ""))
+    if metric == "success_rate":
+        ax.set_ylim(-0.05, 1.05)
+    ax.legend()
+

@@ -1,0 +1,177 @@
+"""The offline job behind ``robot-stack offline``: check the datasets, train CQL / IQL / BC, evaluate in sim, save
+and export."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+import sim
+from policies.core import Algorithm, Batch, pick_device
+from policies.data import batches, load_datasets
+from policies.registry import build_algorithm
+from robot_stack import config, provenance
+from robot_stack.jobs.evaluation import evaluate, torch_policy
+from robot_stack.specs import PolicySpec, SpecError, mismatches
+from robot_stack.symmetry import Group
+
+
+@dataclass
+class OfflineJob:
+    task: str = "push"  # sim task used for the observation spec and the evaluation (sim.TASKS)
+    env: dict[str, Any] = field(default_factory=dict)  # options for sim.make_env
+    algo: Literal["cql", "iql", "bc"] = "iql"
+    network: dict[str, Any] = field(default_factory=dict)  # policies.networks.NetworkConfig (family, group, ...)
+    cql: dict[str, Any] = field(default_factory=dict)  # policies.cql.CQLConfig
+    iql: dict[str, Any] = field(default_factory=dict)  # policies.iql.IQLConfig
+    bc: dict[str, Any] = field(default_factory=dict)  # policies.bc.BCConfig
+    datasets: list[str] = field(default_factory=list)  # added to --dataset
+    init: str | None = None  # checkpoint to start from (fine-tuning)
+    steps: int = 100_000  # gradient steps (the seed paper: 100k)
+    batch_size: int = 64
+    augment: bool | None = None  # rotate every batch by a random group element; None: on unless family is cnn
+    seed: int = 0
+    device: str = "auto"
+    eval_episodes: int = 20
+    out_dir: str = "runs/offline"
+    name: str = ""  # run folder name; default <task>_<algo>_<family>_s<seed>
+    log_every: int = 200
+    progress: bool = True
+    export: bool = True
+
+
+def run_job(job: OfflineJob) -> dict[str, Any]:
+    """Check the data, train, evaluate, save and export; returns a summary (also written to summary.json)."""
+    if not job.datasets:
+        raise config.ConfigError("no dataset: pass --dataset PATH (repeat to mix) or set datasets: in the config")
+    env = sim.make_env(job.task, **job.env)
+    spec = sim.policy_spec(env, job.network.get("group", "C8"), job.network.get("family", "relaxed"))
+    data = load_datasets(job.datasets, spec)  # every check happens here, before training
+    torch.manual_seed(job.seed)
+    rng = np.random.default_rng(job.seed)
+    device = pick_device(job.device)
+    algo_cfg = {"cql": job.cql, "iql": job.iql, "bc": job.bc}[job.algo]
+    algo = build_algorithm(job.algo, spec, job.network, algo_cfg, device)
+    if job.init:
+        load_init(algo, job.init, spec)
+    augment = job.augment if job.augment is not None else spec.family != "cnn"
+    group = Group.parse(spec.group) if augment else None
+    stream = batches(data, job.batch_size, rng, group, device)
+    t0 = time.perf_counter()
+    history = train_loop(algo, stream, job.steps, job.log_every, job.progress)
+    train_seconds = time.perf_counter() - t0
+    result = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
+    out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"out_dir": str(out), "eval": result, "train_seconds": train_seconds, "transitions": len(data),
+               "datasets": job.datasets, "history": history,
+               # the algorithm's own config as built (defaults filled in, "1e-3" from the command line a float)
+               "config": {**config.to_dict(job), job.algo: config.to_dict(algo.cfg)},
+               "provenance": provenance.record("offline")}
+    save_run(algo, spec, out, summary, job.network, export=job.export)
+    return summary
+
+
+def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: int = 100,
+               progress: bool = True, callback: Callable[[int, dict[str, float]], Any] | None = None
+               ) -> list[dict[str, float]]:
+    """Run ``steps`` gradient updates; returns the logged metrics (mean over each ``log_every`` window)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    history: list[dict[str, float]] = []
+    window: list[dict[str, float]] = []
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+               TextColumn("{task.fields[info]}"))
+    with Progress(*columns, disable=not progress, transient=False) as bar:
+        task = bar.add_task(type(algo).__name__, total=steps, info="")
+        for step in range(1, steps + 1):
+            metrics = algo.update(next(stream))
+            window.append(metrics)
+            if step % log_every == 0 or step == steps:
+                mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
+                mean["step"] = step
+                history.append(mean)
+                window = []
+                bar.update(task, info=" ".join(f"{k}={v:.3g}" for k, v in mean.items() if k != "step"))
+                if callback is not None:
+                    callback(step, mean)
+            bar.advance(task)
+    return history
+
+
+OFFLINE_FORMAT = "robot_stack.offline/1"
+
+
+def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, Any], network: dict[str, Any],
+             export: bool = True) -> dict[str, str]:
+    """``checkpoint.pt`` (spec, network config, every module's weights), ``summary.json`` and ``policy.onnx``."""
+    state = {"format": OFFLINE_FORMAT, "spec": spec.to_dict(), "network": dict(network),
+             "algo": type(algo).__name__.lower(), "actor": algo.actor.state_dict(),
+             "modules": {k: m.state_dict() for k, m in algo.modules().items()},
+             "eval": summary.get("eval", {})}
+    paths = {"checkpoint": str(out / "checkpoint.pt"), "summary": str(out / "summary.json")}
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, out / "checkpoint.pt")
+    try:
+        from policies.export import export_actor
+    except ImportError as exc:
+        export = False
+        summary["export_skipped"] = f"policies.export is not available ({exc})"
+    if export:
+        algo.actor.eval()
+        export_actor(algo.actor, spec, out / "policy.onnx", {"algo": state["algo"], **summary.get("eval", {})})
+        algo.actor.train()
+        paths["onnx"] = str(out / "policy.onnx")
+    summary["files"] = paths
+    with open(out / "summary.json", "w") as fh:
+        json.dump(summary, fh, indent=2, default=str)
+    return paths
+
+
+def read_init(path: str | Path) -> dict[str, Any]:
+    from policies.checkpoint import read_state
+
+    return read_state(path, SpecError)
+
+
+def _critic_weights(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The twin critic's weights from an offline or an online (SAC) checkpoint; None when it has no
+    ``policies.core.TwinQ`` critic (an online checkpoint of format 1 named its critic's weights otherwise)."""
+    critic = state["modules"].get("critic") if "modules" in state else state.get("agent", {}).get("critic")
+    if critic is None or not all(key.startswith("heads.") for key in critic):
+        return None
+    return critic
+
+
+def load_init(algo: Algorithm, path: str | Path, spec: PolicySpec) -> list[str]:
+    """Start from a checkpoint's weights (offline or online-trained): the actor always, the critics (and target
+    critics) when the checkpoint has matching ones. Refuses a checkpoint for another spec. Returns what loaded."""
+    state = read_init(path)
+    if "spec" in state:
+        diffs = mismatches(state["spec"], spec.to_dict())
+        if diffs:
+            raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
+    actor = state.get("actor", state.get("agent", {}).get("actor"))
+    if actor is None:
+        raise SpecError(f"{path}: checkpoint has no actor weights (keys: {sorted(state)})")
+    algo.actor.load_state_dict(actor)
+    loaded = ["actor"]
+    critic = _critic_weights(state)
+    modules = algo.modules()
+    if critic is not None and "critic" in modules:
+        modules["critic"].load_state_dict(critic)
+        modules["target_critic"].load_state_dict(critic)
+        loaded.append("critic")
+    if "value" in modules and "modules" in state and "value" in state["modules"]:
+        modules["value"].load_state_dict(state["modules"]["value"])
+        loaded.append("value")
+    return loaded
