@@ -15,11 +15,22 @@ from typing import Any
 
 import numpy as np
 
-SPEC_VERSION = 1
+# 2: heightmap views (workspace-fixed or gripper-centred: view, extent, channels, gripper footprint)
+SPEC_VERSION = 2
+VIEWS = ("workspace", "gripper")
+GRIPPER_VIEW_SCALE = 1.5  # a gripper-centred map covers 1.5x the workspace (DESIGN.md §4), all of it in sight
 
 
 class SpecError(ValueError):
     """Data that does not fit its spec; the message names the field."""
+
+
+def check_spec_version(version: Any, where: str, remedy: str = "") -> None:
+    """Refuse a package, store or peer whose spec version is not this robot-stack's, naming both versions."""
+    if version != SPEC_VERSION:
+        hint = f": {remedy}" if remedy else ""
+        raise SpecError(f"{where} has spec version {version!r}; this robot-stack uses spec version {SPEC_VERSION}"
+                        f"{hint}")
 
 
 def _from_mapping(cls, data: dict[str, Any]):
@@ -74,11 +85,45 @@ class WorkspaceBox:
 
 
 @dataclass(frozen=True)
+class GripperFootprint:
+    """How a gripper-centred view draws the gripper: two finger pads about the centre (metres).
+
+    The pads lie on the closing axis, ``axis_yaw`` radians from the ee's yaw; their centres are
+    ``open_span`` apart when the gripper is open and touch (``finger_thickness`` apart) when closed."""
+
+    open_span: float = 0.05  # Panda: pad centres 4.9 cm apart when open (measured in sim)
+    finger_thickness: float = 0.01  # along the closing axis
+    finger_width: float = 0.02  # across it
+    axis_yaw: float = 0.0  # Panda: the fingers close along the ee site's x axis, the yaw direction
+
+    def __post_init__(self) -> None:
+        sizes = (self.open_span, self.finger_thickness, self.finger_width)
+        if not all(math.isfinite(v) and v > 0 for v in sizes) or not math.isfinite(self.axis_yaw):
+            raise SpecError(f"gripper footprint sizes must be positive and finite, got {self}")
+
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> GripperFootprint:
+        return _from_mapping(cls, {k: float(v) for k, v in data.items()})
+
+
+@dataclass(frozen=True)
 class HeightmapSpec:
-    """A square orthographic top-down grid over the workspace's x/y extent (which must be square)."""
+    """A square orthographic top-down grid of ``size`` cells over ``extent`` metres.
+
+    ``view="workspace"``: centred on the workspace, covering its x/y extent (which must be square), one channel of
+    heights above the table. ``view="gripper"``: centred on the ee's x/y, covering ``GRIPPER_VIEW_SCALE`` times the
+    workspace, two channels: heights relative to the ee with the gripper drawn in (``gripper``), and the
+    gripper's opening (robot_stack.observation). ``extent`` 0 means the view's default.
+    """
 
     size: int = 64
     workspace: WorkspaceBox = field(default_factory=WorkspaceBox)
+    view: str = "workspace"
+    extent: float = 0.0
+    gripper: GripperFootprint = field(default_factory=GripperFootprint)
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 4:
@@ -87,23 +132,51 @@ class HeightmapSpec:
         wy = self.workspace.y_max - self.workspace.y_min
         if not math.isclose(wx, wy, rel_tol=1e-6):
             raise SpecError(f"heightmap needs a square workspace footprint, got {wx:.4f} m x {wy:.4f} m")
+        if self.view not in VIEWS:
+            raise SpecError(f"heightmap view {self.view!r} is not one of {list(VIEWS)}")
+        if not math.isfinite(self.extent) or self.extent < 0:
+            raise SpecError(f"heightmap extent must be >= 0 metres (0: the view's default), got {self.extent}")
+        if self.extent == 0:
+            object.__setattr__(self, "extent", round(wx * (GRIPPER_VIEW_SCALE if self.view == "gripper" else 1.0), 9))
+        elif self.view == "workspace" and not math.isclose(self.extent, wx, rel_tol=1e-6):
+            raise SpecError(f"a workspace view covers the workspace ({wx} m); got extent {self.extent}")
 
     @property
     def cell_size(self) -> float:
-        return (self.workspace.x_max - self.workspace.x_min) / self.size
+        return self.extent / self.size
 
     @property
     def max_height(self) -> float:
         return self.workspace.z_max - self.workspace.z_min
 
+    @property
+    def channels(self) -> int:
+        return 2 if self.view == "gripper" else 1
+
+    @property
+    def gripper_centred(self) -> bool:
+        return self.view == "gripper"
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """Bounds of channel 0: heights above the table, or relative to the ee (gripper view)."""
+        return (-self.max_height, self.max_height) if self.gripper_centred else (0.0, self.max_height)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"size": self.size, "workspace": self.workspace.to_dict()}
+        out = {"size": self.size, "workspace": self.workspace.to_dict(), "view": self.view, "extent": self.extent,
+               "channels": self.channels}
+        return {**out, "gripper": self.gripper.to_dict()} if self.gripper_centred else out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HeightmapSpec:
         data = dict(data)
         ws = WorkspaceBox.from_dict(data.pop("workspace", {}))
-        return _from_mapping(cls, {**data, "workspace": ws})
+        channels = data.pop("channels", None)
+        grip = GripperFootprint.from_dict(data.pop("gripper", {}))
+        spec = _from_mapping(cls, {**data, "workspace": ws, "gripper": grip})
+        if channels is not None and int(channels) != spec.channels:
+            raise SpecError(f"heightmap view {spec.view!r} has {spec.channels} channels, the data says {channels}")
+        return spec
 
 
 @dataclass(frozen=True)
@@ -130,9 +203,10 @@ class ObservationSpec:
     fields: tuple[FieldSpec, ...]
 
     @classmethod
-    def create(cls, heightmap: HeightmapSpec, gripper_dim: int = 2, heightmap_channels: int = 1,
+    def create(cls, heightmap: HeightmapSpec, gripper_dim: int = 2, heightmap_channels: int | None = None,
                extra: dict[str, int] | None = None) -> ObservationSpec:
-        items = [FieldSpec("heightmap", (heightmap_channels, heightmap.size, heightmap.size)),
+        channels = heightmap.channels if heightmap_channels is None else heightmap_channels
+        items = [FieldSpec("heightmap", (channels, heightmap.size, heightmap.size)),
                  FieldSpec("gripper", (gripper_dim,))]
         items += [FieldSpec(name, (dim,)) for name, dim in (extra or {}).items()]
         return cls(tuple(items))

@@ -20,6 +20,7 @@ import mujoco
 import numpy as np
 
 from robot_stack.devices import ArmState
+from robot_stack.observation import ObservationBuilder
 from robot_stack.perception import HeightmapProjector
 from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, SpecError, WorkspaceBox
 from sim import tasks
@@ -73,7 +74,7 @@ class ManipulationEnv(gym.Env):
         defaults = TASK_DEFAULTS[task]
         self.horizon = cfg.horizon or defaults.horizon
         self.action_spec = ActionSpec(dpos=cfg.dpos or defaults.dpos, dtheta=cfg.dtheta or defaults.dtheta)
-        self.heightmap_spec = HeightmapSpec(size=cfg.heightmap_size, workspace=WORKSPACE)
+        self.heightmap_spec = HeightmapSpec(size=cfg.heightmap_size, workspace=WORKSPACE, view=cfg.view)
         self.observation_spec = ObservationSpec.create(self.heightmap_spec)
         self.center = np.array(WORKSPACE.center[:2])
         self.scene_seed = UNSEEDED_SCENE_SEED if cfg.seed is None else cfg.seed
@@ -85,19 +86,26 @@ class ManipulationEnv(gym.Env):
         self.frame_origin = np.array([*self._robot.base_pos[:2], self._rs.table_offset[2]], dtype=np.float64)
         self._apply_variant_physics()
         resolution = cfg.camera_resolution or int(round(1.5 * cfg.heightmap_size))
-        spec = top_down_spec((*self.center, 0.0), cfg.camera_height, WORKSPACE.x_max - WORKSPACE.x_min, resolution)
+        spec = top_down_spec((*self.center, 0.0), cfg.camera_height, self.heightmap_spec.extent, resolution)
         self.camera = CAMERA_CLASSES[cfg.camera](self._model, self._data, spec, self.frame_origin,
                                                  DepthNoise(cfg.depth_noise_std, cfg.depth_dropout), cfg.seed)
         self.projector = HeightmapProjector(spec, self.heightmap_spec)
-        self.observation_space = gym.spaces.Dict({
-            f.name: gym.spaces.Box(0.0, (self.heightmap_spec.max_height if f.name == "heightmap" else 1.0),
-                                   f.shape, np.float32)
-            for f in self.observation_spec.fields})
+        self.build_observation = ObservationBuilder(self.observation_spec, self.heightmap_spec, self.projector)
+        self.observation_space = gym.spaces.Dict({f.name: self._box(f.name, f.shape)
+                                                  for f in self.observation_spec.fields})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
         self._np_random = np.random.default_rng(cfg.seed)
         self._steps = 0
         self._last_depth: np.ndarray | None = None
+        self._observed_state: ArmState | None = None
         self._set_home_pose()
+
+    def _box(self, name: str, shape: tuple[int, ...]) -> gym.spaces.Box:
+        if name != "heightmap":
+            return gym.spaces.Box(0.0, 1.0, shape, np.float32)
+        low, high = np.zeros(shape, np.float32), np.ones(shape, np.float32)  # channel 1 (gripper view): opening
+        low[0], high[0] = self.heightmap_spec.value_range
+        return gym.spaces.Box(low, high, shape, np.float32)
 
     # ----- gymnasium API -----
     @property
@@ -176,12 +184,15 @@ class ManipulationEnv(gym.Env):
 
     # ----- observation -----
     def observe(self) -> dict[str, np.ndarray]:
+        """One camera frame and the arm state through the observation path the control loop uses too."""
         frame = self.camera.read()
         self._last_depth = frame.depth
-        heightmap = self.projector(frame)
-        gripper = np.array([self.gripper_closure(), self.ee_position()[2] / self.heightmap_spec.max_height],
-                           dtype=np.float32)
-        return {"heightmap": heightmap[None].astype(np.float32), "gripper": np.clip(gripper, 0.0, 1.0)}
+        self._observed_state = self.arm_state()
+        return self.build_observation(frame, self._observed_state)
+
+    def observed_arm_state(self) -> ArmState | None:
+        """The arm state the last observation was built from (what a recorder stores beside its depth frame)."""
+        return self._observed_state
 
     # ----- task state, placement, success -----
     def object_pose(self, name: str) -> tuple[np.ndarray, float]:
