@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from robot_stack.devices import Arm, ArmError, ArmState, Camera, CameraError
+from robot_stack.observation import ObservationBuilder, arm_vector
 from robot_stack.runtime.metrics import LatencyHistogram
 from robot_stack.runtime.realtime import fifo_priority, freeze_gc_in_main_thread
 from robot_stack.runtime.safety import SafetyFilter
@@ -82,25 +83,6 @@ class _EndEpisode(Exception):
         self.reason, self.success, self.stop_arm, self.quit_loop = reason, success, stop_arm, quit_loop
 
 
-def default_observation(spec: PolicySpec) -> Callable[[np.ndarray, ArmState], dict[str, np.ndarray]]:
-    """Heightmap [S, S] + arm state -> the observation dict of ``spec`` (heightmap, gripper, extras)."""
-    hm_field = spec.observation["heightmap"]
-    if hm_field.shape[0] != 1:
-        raise SpecError(f"the control loop builds 1-channel heightmaps; the policy wants {hm_field.shape}")
-    z_min, max_h = spec.heightmap.workspace.z_min, spec.heightmap.max_height
-
-    def build(heightmap: np.ndarray, state: ArmState) -> dict[str, np.ndarray]:
-        height = (float(np.asarray(state.ee_pos)[2]) - z_min) / max_h
-        obs = {"heightmap": np.asarray(heightmap, dtype=np.float32)[None],
-               "gripper": np.array([state.gripper, height], dtype=np.float32)}
-        for f in spec.observation.fields:
-            if f.name not in obs:
-                obs[f.name] = np.asarray(state.extra[f.name], dtype=np.float32).reshape(f.shape)
-        return obs
-
-    return build
-
-
 class ControlLoop:
     """Drives ``arm`` from ``camera`` through ``policy`` at ``cfg.rate_hz``; see the module docstring."""
 
@@ -111,7 +93,8 @@ class ControlLoop:
         self.safety, self.spec, self.cfg, self.recorder = safety, spec, cfg, recorder
         self.keys = keys if keys is not None else _NoKeys()
         self.clock, self.log = clock, log
-        self.build_obs = default_observation(spec)
+        # the sim env builds its observations with the same builder (robot_stack/observation.py)
+        self.build_obs = ObservationBuilder(spec.observation, spec.heightmap, projector)
         self.quit = False
         self.record_errors = 0
 
@@ -148,7 +131,8 @@ class ControlLoop:
         self.safety.reset(gripper_cmd=1.0 if state.gripper > 0.5 else -1.0)
         if self.recorder is not None:
             arm_meta = self.arm.episode_meta() if hasattr(self.arm, "episode_meta") else {}
-            self.recorder.start_episode({**arm_meta, **(meta or {})})
+            views = {"camera": self.camera.spec.to_dict(), "heightmap": self.spec.heightmap.to_dict()}
+            self.recorder.start_episode({**views, **arm_meta, **(meta or {})})
         index = (meta or {}).get("episode_index")
         self.log("episode started" if index is None else f"episode {index} started")
         silent = 0
@@ -197,7 +181,7 @@ class ControlLoop:
         self._operator_keys()
         try:
             frame = self.camera.read()
-            obs = self.build_obs(self.projector(frame), state)
+            obs = self.build_obs(frame, state)
         except (CameraError, SpecError, OSError) as exc:
             self.log(f"camera lost: {exc}")
             raise _EndEpisode("camera_lost", stop_arm=True, quit_loop=True) from None
@@ -219,7 +203,7 @@ class ControlLoop:
         result.steps += 1
         result.latency.record(policy_s)
         result.work.record(self.clock() - t0)
-        self._record(obs, command, new_state, action is None, report, policy_s, self.clock() - t0)
+        self._record(obs, command, new_state, action is None, report, policy_s, self.clock() - t0, frame, state)
         if silent >= self.cfg.silent_periods:
             self.log(f"policy silent for {silent} periods: stopping the arm")
             raise _EndEpisode("policy_silent", stop_arm=True)
@@ -248,12 +232,20 @@ class ControlLoop:
             if key in ("success", "failure"):
                 raise _EndEpisode(f"operator_{key}", success=key == "success")
 
-    def _record(self, obs, command, state: ArmState, held: bool, report, policy_s: float, step_s: float) -> None:
-        """Hand the executed step to the recorder; a recorder failure is logged, never fatal to the loop."""
+    def _record(self, obs, command, state: ArmState, held: bool, report, policy_s: float, step_s: float,
+                frame: Any = None, observed: ArmState | None = None) -> None:
+        """Hand the executed step to the recorder; a recorder failure is logged, never fatal to the loop.
+
+        ``observed`` (the arm state the observation was built from) and, when the recorder keeps depth, the raw
+        frame are stored too, so the step can be re-projected into another view (robot_stack.recorder.reproject)."""
         if self.recorder is None:
             return
         info = {"terminal": bool(state.extra.get("done", False)), "latency_policy": policy_s,
                 "latency_step": step_s}
+        if observed is not None:
+            info["arm"] = arm_vector(observed)
+        if frame is not None and getattr(self.recorder, "keep_depth", False):
+            info["depth"] = frame.depth
         try:
             self.recorder.add_step(obs, self.safety.normalized(command), float(state.extra.get("reward", 0.0)), info)
         except Exception as exc:  # the arm must keep its schedule even if recording breaks
