@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from robot_stack.specs import ObservationSpec, SpecError
-from robot_stack.symmetry import Group, GroupElement, act_on_action, act_on_image
+from robot_stack.symmetry import Group, GroupElement, act_on_action, act_on_image, rotate_action, rotate_image
 
 FORMAT_VERSION = 1
 
@@ -35,28 +36,39 @@ class Transition:
     expert: bool = False
 
 
-def vector_of(obs_spec: ObservationSpec, obs: dict[str, np.ndarray]) -> np.ndarray:
-    """All non-heightmap fields concatenated in spec order (works batched or not)."""
-    parts = [np.asarray(obs[n], dtype=np.float32) for n in obs_spec.names if n != "heightmap"]
-    return np.concatenate(parts, axis=-1)
+def _transformed(tr: Transition, image: Callable[[np.ndarray], np.ndarray],
+                 action: Callable[[np.ndarray], np.ndarray]) -> Transition:
+    def obs(o: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return {**o, "heightmap": image(o["heightmap"]).astype(np.float32)}
+
+    return Transition(obs(tr.obs), action(tr.action), tr.reward, obs(tr.next_obs), tr.discount, tr.expert)
 
 
 def rotate_transition(g: GroupElement, tr: Transition) -> Transition:
     """The transition seen after transforming the world by ``g`` (the non-heightmap fields are invariant)."""
-    def rot(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        out = dict(obs)
-        out["heightmap"] = act_on_image(g, obs["heightmap"]).astype(np.float32)
-        return out
-
-    return Transition(rot(tr.obs), act_on_action(g, tr.action), tr.reward, rot(tr.next_obs), tr.discount,
-                      tr.expert)
+    return _transformed(tr, lambda hm: act_on_image(g, hm), lambda a: act_on_action(g, a))
 
 
-def random_rotated_copies(tr: Transition, group: Group, count: int, rng: np.random.Generator) -> list[Transition]:
-    """``count`` copies of ``tr`` under random non-identity elements of ``group``."""
-    others = [g for g in group.elements if not g.is_identity]
-    if not others or count <= 0:
+def rotate_transition_by(angle: float, tr: Transition, flip: GroupElement | None = None) -> Transition:
+    """The transition after rotating the world by any ``angle`` (after the mirror ``flip``, if given)."""
+    if flip is not None:
+        tr = rotate_transition(flip, tr)
+    return _transformed(tr, lambda hm: rotate_image(hm, angle), lambda a: rotate_action(a, angle))
+
+
+def random_rotated_copies(tr: Transition, group: Group, count: int, rng: np.random.Generator,
+                          continuous: bool = False) -> list[Transition]:
+    """``count`` copies of ``tr`` under random non-identity elements of ``group``, or, with ``continuous``, under
+    rotations by uniformly random angles (and the group's mirror half the time, for a dihedral group): copies that
+    also teach an exactly equivariant network something, between its group's angles."""
+    if count <= 0 or group.order == 1:
         return []
+    if continuous:
+        mirror = next((g for g in group.elements if g.flip), None)
+        return [rotate_transition_by(float(rng.uniform(0.0, 2.0 * np.pi)), tr,
+                                     mirror if mirror is not None and rng.random() < 0.5 else None)
+                for _ in range(count)]
+    others = [g for g in group.elements if not g.is_identity]
     picks = rng.choice(len(others), size=count, replace=count > len(others))
     return [rotate_transition(others[i], tr) for i in picks]
 
@@ -118,8 +130,8 @@ class ReplayBuffer:
         i = self.ptr
         self.heightmap[i] = tr.obs["heightmap"]
         self.next_heightmap[i] = tr.next_obs["heightmap"]
-        self.vector[i] = vector_of(self.obs_spec, tr.obs)
-        self.next_vector[i] = vector_of(self.obs_spec, tr.next_obs)
+        self.vector[i] = self.obs_spec.vector_of(tr.obs)
+        self.next_vector[i] = self.obs_spec.vector_of(tr.next_obs)
         self.action[i] = tr.action
         self.reward[i] = tr.reward
         self.discount[i] = tr.discount
@@ -127,10 +139,17 @@ class ReplayBuffer:
         self.ptr = (self.ptr + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
-    def sample(self, batch_size: int) -> dict[str, np.ndarray]:
+    def sample(self, batch_size: int, demo_fraction: float = 0.0) -> dict[str, np.ndarray]:
+        """A uniform batch, or with ``demo_fraction`` > 0 that share of it drawn from the expert transitions (when
+        there are any): demonstrations keep their weight however large the buffer grows."""
         if self.size == 0:
             raise SpecError("cannot sample from an empty replay buffer")
         idx = self.rng.integers(0, self.size, size=batch_size)
+        n_demo = int(round(demo_fraction * batch_size))
+        if n_demo:
+            demos = np.flatnonzero(self.expert[:self.size])
+            if len(demos):
+                idx[:n_demo] = demos[self.rng.integers(0, len(demos), size=n_demo)]
         return {"heightmap": self.heightmap[idx].astype(np.float32), "vector": self.vector[idx],
                 "action": self.action[idx], "reward": self.reward[idx], "discount": self.discount[idx],
                 "next_heightmap": self.next_heightmap[idx].astype(np.float32), "next_vector": self.next_vector[idx],

@@ -51,6 +51,10 @@ class SACConfig:
     actor_update_every: int = 1
     grad_clip: float = 0.0  # 0 = off
     bc_weight: float = 0.0  # SACfD: L2 pull of the actor's mean action toward the expert's on expert samples; 0 = off
+    bc_filter: bool = False  # Q-filter: the BC pull only where Q(s, a_expert) > Q(s, pi(s))
+    bc_decay_updates: int = 0  # the BC weight fades linearly to 0 over this many updates; 0 = constant
+    demo_fraction: float = 0.0  # share of every batch drawn from the expert transitions; 0 = uniform over the buffer
+    continuous_rotations: bool = False  # stored rotated copies by random angles instead of group elements
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "n_step", "actor_update_every"):
@@ -63,8 +67,10 @@ class SACConfig:
         if self.init_temperature <= 0 or self.lr <= 0:
             raise ValueError(f"sac.lr and sac.init_temperature must be positive, got {self.lr}, "
                              f"{self.init_temperature}")
-        if self.random_shift < 0 or self.rotated_copies < 0 or self.bc_weight < 0:
-            raise ValueError("sac.random_shift, sac.rotated_copies and sac.bc_weight must be >= 0")
+        if self.random_shift < 0 or self.rotated_copies < 0 or self.bc_weight < 0 or self.bc_decay_updates < 0:
+            raise ValueError("sac.random_shift, rotated_copies, bc_weight and bc_decay_updates must be >= 0")
+        if not 0.0 <= self.demo_fraction <= 1.0:
+            raise ValueError(f"sac.demo_fraction must be in [0, 1], got {self.demo_fraction}")
 
 
 def random_shift(hm: torch.Tensor, pad: int) -> torch.Tensor:
@@ -156,9 +162,12 @@ class SAC:
             self.critic.requires_grad_(True)
         loss = (self.alpha.detach() * logp - torch.min(q1, q2)).mean() + regularization(self.actor)
         bc = 0.0
-        if expert is not None and act is not None and float(expert.sum()) > 0:
-            bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * expert).sum() / expert.sum()
-            loss = loss + self.cfg.bc_weight * bc
+        weight = self._bc_weight()
+        if expert is not None and act is not None and weight > 0:
+            mask = self._bc_mask(hm, vec, act, expert, torch.min(q1, q2).detach())
+            if float(mask.sum()) > 0:
+                bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * mask).sum() / mask.sum()
+                loss = loss + weight * bc
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.actor)
@@ -169,6 +178,20 @@ class SAC:
         self.alpha_opt.step()
         return {"actor_loss": loss.item(), "alpha": self.alpha.item(), "entropy": -logp.mean().item(),
                 "bc_loss": float(bc.detach()) if torch.is_tensor(bc) else bc}
+
+    def _bc_weight(self) -> float:
+        if self.cfg.bc_decay_updates <= 0:
+            return self.cfg.bc_weight
+        return self.cfg.bc_weight * max(0.0, 1.0 - self.updates / self.cfg.bc_decay_updates)
+
+    @torch.no_grad()
+    def _bc_mask(self, hm, vec, act, expert, q_policy) -> torch.Tensor:
+        """The expert samples the BC term pulls on: all of them, or (Q-filter) those whose demonstrated action the
+        critic values above the policy's own."""
+        if not self.cfg.bc_filter:
+            return expert
+        q_demo = torch.min(*self.critic(hm, vec, act))
+        return expert * (q_demo > q_policy).float()
 
     def _clip(self, module: nn.Module) -> None:
         if self.cfg.grad_clip > 0:

@@ -130,6 +130,27 @@ def act_on_image(g: GroupElement, image: np.ndarray, order: int = 1, fill: float
     return _rotate_interpolated(out, g.angle, order, fill)
 
 
+def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:
+    """Images ``[..., C, H, W]`` rotated about their centre by any ``angle`` (radians), the way a group element of that
+    angle acts (``act_on_image``); cells that come from outside take the median of their channel's border, so a
+    tiled channel stays constant and a table stays a table."""
+    img = np.asarray(image, dtype=np.float32)
+    border = np.concatenate([img[..., 0, :], img[..., -1, :], img[..., :, 0], img[..., :, -1]], axis=-1)
+    fill = np.median(border, axis=-1)[..., None, None]
+    inside = _rotate_interpolated(np.ones(img.shape[-2:], np.float32), angle, 1, 0.0)
+    rotated = _rotate_interpolated(img, angle, 1, 0.0)
+    return (rotated + (1.0 - inside) * fill).astype(np.float32)
+
+
+def rotate_action(action: np.ndarray, angle: float) -> np.ndarray:
+    """Actions ``[..., 5]`` under a rotation of the world by ``angle``: (dx, dy) rotate, the rest is invariant."""
+    a = np.array(action, dtype=np.float32, copy=True)
+    c, s = math.cos(angle), math.sin(angle)
+    dx, dy = a[..., 0].copy(), a[..., 1].copy()
+    a[..., 0], a[..., 1] = c * dx - s * dy, s * dx + c * dy
+    return a
+
+
 def _rotate_interpolated(img: np.ndarray, angle: float, order: int, fill: float) -> np.ndarray:
     size = img.shape[-1]
     center = (size - 1) / 2.0

@@ -95,12 +95,12 @@ def test_tiny_offline_grid_on_local_ray_writes_csv_png_and_table(tmp_path, store
 
 
 def test_a_diverged_trial_is_a_row_not_a_crash(tmp_path, stores, monkeypatch):
-    from robot_stack.commands import offline as offline_cmd
+    from robot_stack.jobs import offline as offline_job
 
     def diverge(job):
         raise FloatingPointError("CQL step 3: non-finite ['td_loss']")
 
-    monkeypatch.setattr(offline_cmd, "run_job", diverge)
+    monkeypatch.setattr(offline_job, "run_job", diverge)
     trial = make_trials(sweep(tmp_path, [str(stores[0])], algos=["cql"]))[0]
     result = sweep_offline.run_offline_trial(trial.job_config)
     assert "non-finite" in result["error"] and 0.0 <= result["random_success"] <= 1.0

@@ -59,6 +59,7 @@ class TrainConfig:
     async_envs: bool = False  # gymnasium AsyncVectorEnv (one process per env) instead of SyncVectorEnv
     expert_episodes: int = 20  # scripted-expert episodes seeded into the buffer before training
     expert_noise: float = 0.0
+    expert_successes_only: bool = False  # keep only successful expert episodes (up to 3 x expert_episodes tries)
     random_steps: int = 0  # uniform random actions for the first steps
     learning_starts: int = 64  # buffer size before updates start
     updates_per_step: float = 1.0  # gradient updates per environment step
@@ -186,27 +187,41 @@ class Trainer:
     # -- data ----------------------------------------------------------------------------------------
     def store(self, tr: Transition) -> None:
         self.buffer.add(tr)
-        for copy in random_rotated_copies(tr, self.group, self.cfg.sac.rotated_copies, self.rng):
+        sac = self.cfg.sac
+        for copy in random_rotated_copies(tr, self.group, sac.rotated_copies, self.rng, sac.continuous_rotations):
             self.buffer.add(copy)
 
     def seed_expert_episodes(self) -> None:
-        env = sim.make_env(self.cfg.task, **self.cfg.env)
-        expert = sim.make_expert(self.cfg.task, env, self.cfg.expert_noise, self.cfg.seed)
-        nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
-        for ep in range(self.cfg.expert_episodes):
-            obs, _ = env.reset(seed=self.cfg.seed * 100_000 + 50_000 + ep)
-            expert.reset()
-            nstep.clear()
-            done = False
-            while not done:
-                action = np.asarray(expert.act(obs, env), dtype=np.float32)
-                next_obs, reward, terminated, truncated, _ = env.step(action)
-                for tr in nstep.push(obs, action, reward, next_obs, terminated, truncated):
-                    tr.expert = True
+        """``expert_episodes`` scripted-expert episodes into the buffer (with ``expert_successes_only``, successful
+        ones only, trying at most three times as many)."""
+        cfg = self.cfg
+        env = sim.make_env(cfg.task, **cfg.env)
+        expert = sim.make_expert(cfg.task, env, cfg.expert_noise, cfg.seed)
+        kept, tries = 0, 3 * cfg.expert_episodes if cfg.expert_successes_only else cfg.expert_episodes
+        for ep in range(tries):
+            if kept == cfg.expert_episodes:
+                break
+            transitions, success = self._expert_episode(env, expert, cfg.seed * 100_000 + 50_000 + ep)
+            if success or not cfg.expert_successes_only:
+                for tr in transitions:
                     self.store(tr)
-                obs, done = next_obs, terminated or truncated
-                self.expert_steps += 1
+                kept += 1
         env.close()
+
+    def _expert_episode(self, env, expert, seed: int) -> tuple[list[Transition], bool]:
+        nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
+        obs, _ = env.reset(seed=seed)
+        expert.reset()
+        out, done, info = [], False, {}
+        while not done:
+            action = np.asarray(expert.act(obs, env), dtype=np.float32)
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            for tr in nstep.push(obs, action, reward, next_obs, terminated, truncated):
+                tr.expert = True
+                out.append(tr)
+            obs, done = next_obs, terminated or truncated
+            self.expert_steps += 1
+        return out, bool(info.get("success", False))
 
     def evaluate(self) -> dict[str, float]:
         policy = torch_policy(self.agent.actor, self.spec, self.agent.device)
@@ -314,7 +329,7 @@ class Trainer:
     def _train(self, owed: float) -> float:
         info: dict[str, float] = {}
         while owed >= 1.0:
-            info = self.agent.update(self.buffer.sample(self.cfg.sac.batch_size))
+            info = self.agent.update(self.buffer.sample(self.cfg.sac.batch_size, self.cfg.sac.demo_fraction))
             owed -= 1.0
         if info and self.agent.updates % 100 < max(1, int(self.cfg.updates_per_step * self.cfg.num_envs)):
             self._log({f"train/{k}": v for k, v in info.items()})
