@@ -28,9 +28,10 @@ ARM_FIELDS = ("x", "y", "z", "yaw", "closure")  # the recorder's per-step "arm" 
 
 
 def arm_vector(state: ArmState) -> np.ndarray:
-    """float32[5]: ee x, y, z (world, metres), yaw (radians), gripper closure (0 open .. 1 closed)."""
+    """float64[5]: ee x, y, z (world, metres), yaw (radians), gripper closure (0 open .. 1 closed); float64 so a
+    re-projection rebuilds the recorded observation bit for bit."""
     x, y, z = (float(v) for v in np.asarray(state.ee_pos, dtype=np.float64).reshape(3))
-    return np.array([x, y, z, float(state.ee_yaw), float(state.gripper)], dtype=np.float32)
+    return np.array([x, y, z, float(state.ee_yaw), float(state.gripper)], dtype=np.float64)
 
 
 def arm_state_from(vector: np.ndarray) -> ArmState:

@@ -137,7 +137,7 @@ def test_workspace_view_is_the_plain_projector():
 def test_arm_vector_round_trip():
     s = state(1.2, 0.7)
     v = arm_vector(s)
-    assert v.dtype == np.float32 and v.shape == (5,)
+    assert v.dtype == np.float64 and v.shape == (5,)
     back = arm_state_from(v)
     np.testing.assert_allclose(back.ee_pos, EE, atol=1e-6)
     assert back.ee_yaw == pytest.approx(1.2) and back.gripper == pytest.approx(0.7)

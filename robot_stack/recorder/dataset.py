@@ -53,6 +53,7 @@ class EpisodeDataset:
                  storage_options: dict | None = None) -> None:
         self.path = str(path_or_url)
         self.group, self.header = store.open_group(self.path, "r", storage_options)
+        store.check_spec(self.header, self.path)
         self._obs_spec = ObservationSpec.from_dict(self.header["obs_spec"])
         self._action_spec = ActionSpec.from_dict(self.header["action_spec"])
         self.state = store.read_state(self.group)

@@ -33,7 +33,7 @@ import zarr
 from zarr.codecs import BloscCodec
 from zarr.core.sync import sync
 
-from robot_stack.specs import ActionSpec, ObservationSpec, SpecError
+from robot_stack.specs import SPEC_VERSION, ActionSpec, ObservationSpec, SpecError, check_spec_version
 
 log = logging.getLogger("robot_stack.recorder")
 
@@ -48,8 +48,9 @@ ENDS = "meta/episode_ends"
 INFO = "meta/episodes"
 # Keys every store has besides the observation fields.
 CORE_KEYS = ("action", "reward", "terminal", "timestamp")
-# Per-step keys a caller may add through ``info`` (optional, fixed by an episode's first step).
-OPTIONAL_KEYS = ("depth", "color")
+# Per-step keys a caller may add through ``info`` (optional, fixed by an episode's first step): raw frames, and
+# the arm state the observation was built from (robot_stack.observation.arm_vector), which re-projection needs.
+OPTIONAL_KEYS = ("depth", "color", "arm")
 LATENCY_PREFIX = "latency_"
 RESERVED = CORE_KEYS + OPTIONAL_KEYS
 # Chosen by ``robot-stack bench recorder`` (see docs/recorder.md for the measured table).
@@ -92,6 +93,14 @@ def _header(group: zarr.Group, where: str) -> dict[str, Any]:
         raise StoreError(f"{where} has schema version {version!r}; this robot-stack reads versions up to "
                          f"{SCHEMA_VERSION}: upgrade robot-stack to read it")
     return head
+
+
+def check_spec(header: dict[str, Any], where: str) -> None:
+    """Refuse a store whose observations were made under another spec version (stores before version 2 carry
+    none: version 1)."""
+    check_spec_version(header.get("spec_version", 1), f"episode store {where}",
+                       "its observations are of another layout; re-project a store with raw depth and arm state "
+                       "(`robot-stack data reproject`) or record it again")
 
 
 def open_group(path_or_url: str | Path, mode: str = "r", storage_options: dict | None = None
@@ -164,7 +173,8 @@ def create(path: str | Path, obs_spec: ObservationSpec, action_spec: ActionSpec,
            compressor_spec: dict[str, Any] | None = None, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> zarr.Group:
     """A new empty store with the header and the ``meta/`` arrays (data arrays come with the first step)."""
     step_keys(obs_spec)
-    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "obs_spec": obs_spec.to_dict(),
+    header = {"format": FORMAT, "schema_version": SCHEMA_VERSION, "spec_version": SPEC_VERSION,
+              "obs_spec": obs_spec.to_dict(),
               "action_spec": action_spec.to_dict(), "meta": _jsonable(meta),
               "compressor": dict(compressor_spec or DEFAULT_COMPRESSOR), "chunk_bytes": int(chunk_bytes)}
     # Built under a temporary name and renamed into place: a kill never leaves a half-made store.

@@ -67,7 +67,9 @@ class EpisodeRecorder:
     ``meta`` holds store-level metadata (task, robot, camera...) that every episode inherits;
     ``start_episode(meta)`` adds per-episode entries (seed, policy id and version, variant...).
     ``add_step(obs, action, reward, info)``: ``info`` may carry ``terminal`` (bool), ``timestamp``
-    (seconds; default: now), ``depth`` / ``color`` raw frames and ``latency_*`` floats (seconds).
+    (seconds; default: now), ``depth`` / ``color`` raw frames, ``arm`` (the observed arm state,
+    ``robot_stack.observation.arm_vector``) and ``latency_*`` floats (seconds). ``keep_depth`` asks
+    callers that have raw depth frames to pass them (what ``robot_stack.recorder.reproject`` needs).
     ``queue_steps`` ring slots (steps) sit between the caller and the writer; ``flush_steps`` steps
     are appended to the big arrays at a time.
     """
@@ -75,13 +77,14 @@ class EpisodeRecorder:
     def __init__(self, path: str | Path, obs_spec: ObservationSpec, action_spec: ActionSpec,
                  meta: dict[str, Any] | None = None, *, queue_steps: int = 128, flush_steps: int = 32,
                  compressor: dict[str, Any] | None = None, chunk_bytes: int = store.DEFAULT_CHUNK_BYTES,
-                 when_full: str = "drop") -> None:
+                 when_full: str = "drop", keep_depth: bool = False) -> None:
         if queue_steps < 1 or flush_steps < 1:
             raise ValueError(f"queue_steps and flush_steps must be >= 1, got {queue_steps}, {flush_steps}")
         if when_full not in ("drop", "wait"):
             raise ValueError(f"when_full must be 'drop' or 'wait', got {when_full!r}")
         self.path = Path(path)
         self.obs_spec, self.action_spec = obs_spec, action_spec
+        self.keep_depth = keep_depth  # callers that have raw frames (the control loop) pass them as info["depth"]
         self.meta = dict(meta or {})
         store._jsonable(self.meta)
         store.step_keys(obs_spec)  # refuses field names that clash with the recorder's own keys
@@ -108,6 +111,7 @@ class EpisodeRecorder:
             group = store.create(self.path, self.obs_spec, self.action_spec, self.meta, compressor, chunk_bytes)
             return dict(group.attrs[store.ATTR]), None
         group, header = store.open_group(self.path, mode="r")
+        store.check_spec(header, str(self.path))
         diffs = (mismatches(header["obs_spec"], self.obs_spec.to_dict())
                  + mismatches(header["action_spec"], self.action_spec.to_dict()))
         if diffs:

@@ -14,7 +14,7 @@ import numpy as np
 import zmq
 
 from robot_stack.runtime import wire
-from robot_stack.runtime.package import PackageError
+from robot_stack.runtime.package import PackageError, check_version
 from robot_stack.specs import PolicySpec, mismatches
 
 
@@ -59,6 +59,7 @@ class PolicyClient:
     def hello(self, expected: PolicySpec | None = None) -> dict[str, Any]:
         """Handshake: fetch the served policy's spec; refuse it when it differs from ``expected``."""
         self.server_info = self.request("hello", timeout=max(self.timeout, 2.0))
+        check_version(self.server_info["spec"].get("version"), f"served policy at {self.endpoint}")
         self.spec = PolicySpec.from_dict(self.server_info["spec"])
         if expected is not None:
             diff = mismatches(expected, self.spec)

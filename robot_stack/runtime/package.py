@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack.specs import PolicySpec, SpecError, mismatches
+from robot_stack.specs import PolicySpec, SpecError, check_spec_version, mismatches
 
 SPEC_KEY = "robot_stack.policy_spec"
 INPUTS = ("heightmap", "gripper")
@@ -98,10 +98,23 @@ def _spec_from_session(session: Any, path: str | Path) -> tuple[PolicySpec, dict
         raise PackageError(f"{path}: metadata has no {SPEC_KEY!r} entry (keys: {sorted(metadata)}); "
                            "export it with `robot-stack export`")
     try:
-        spec = PolicySpec.from_json(metadata[SPEC_KEY])
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
+        raw = json.loads(metadata[SPEC_KEY])
+        check_version(raw.get("version"), f"policy package {path}")
+        spec = PolicySpec.from_dict(raw)
+    except PackageError:
+        raise
+    except (ValueError, KeyError, TypeError, AttributeError, json.JSONDecodeError) as exc:
         raise PackageError(f"{path}: {SPEC_KEY} is not a valid policy spec: {exc}") from exc
     return spec, metadata
+
+
+def check_version(version: Any, where: str) -> None:
+    """``PackageError`` naming both versions when a policy was exported under another spec version."""
+    try:
+        check_spec_version(version, where, "export the policy again with this robot-stack (and retrain it if the "
+                                           "observation changed)")
+    except SpecError as exc:
+        raise PackageError(str(exc)) from None
 
 
 def _check_io(session: Any, spec: PolicySpec, path: str | Path) -> None:
