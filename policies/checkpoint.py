@@ -69,8 +69,7 @@ def read_state(path: str | Path, error: type[Exception] = NetworkError, what: st
     except pickle.UnpicklingError as exc:
         raise error(_unpickling_message(path, what, exc)) from None
     except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
-        raise error(f"{path}: not a robot-stack {what}: not a readable torch file ({type(exc).__name__}: {exc})"
-                    ) from exc
+        raise error(_unreadable(path, what, f"{type(exc).__name__}: {exc}")) from exc
     if not isinstance(state, dict):
         raise error(f"{path}: not a robot-stack {what} (a {type(state).__name__}, not a dict)")
     return state
@@ -80,10 +79,14 @@ def _unpickling_message(path: Path, what: str, exc: Exception) -> str:
     # torch's own message suggests weights_only=False, the very thing to avoid, so only its last reason is kept
     reason = str(exc).split("WeightsUnpickler error:")[-1].strip().splitlines()[0] if str(exc) else ""
     if "global" not in reason.lower():
-        return f"{path}: not a robot-stack {what}: not a readable torch file ({reason or 'unpickling failed'})"
+        return _unreadable(path, what, reason or "unpickling failed")
     return (f"{path}: refused: this {what} holds pickled Python objects ({reason.split('. ')[0]}), which "
             f"robot-stack will not execute; it loads checkpoints as tensors, numbers, strings, lists and dicts "
             f"only. Only if you trust its origin, re-save its weights with policies.checkpoint.write_checkpoint.")
+
+
+def _unreadable(path: Path, what: str, reason: str) -> str:
+    return f"{path}: not a readable {what} (not a robot-stack checkpoint file: {reason})"
 
 
 def read_checkpoint(path: str | Path) -> Checkpoint:
