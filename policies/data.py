@@ -94,15 +94,27 @@ def dataset_arrays(transitions: dict[str, Any], obs_spec: ObservationSpec) -> Tr
         "done": np.asarray(transitions["done"], np.float32).reshape(-1)})
 
 
-def load_datasets(paths: list[str], spec: PolicySpec) -> TransitionArrays:
-    """Open, check (non-empty, matching specs, finite) and load every dataset; mixed into one set."""
+def load_datasets(paths: list[str], spec: PolicySpec, successes_only: bool = False) -> TransitionArrays:
+    """Open, check (non-empty, matching specs, finite) and load every dataset; mixed into one set. With
+    ``successes_only``, only the episodes recorded as successful (filtered behaviour cloning)."""
     from robot_stack.recorder import EpisodeDataset
 
     parts = []
     for path in paths:
         ds = EpisodeDataset(path)
         ds.check(spec.observation, spec.action)
+        if successes_only:
+            ds = _successful_episodes(ds, path)
         arrays = dataset_arrays(ds.transitions(), spec.observation)
         check_transitions(arrays, path, spec.action.dim)
         parts.append(arrays)
     return TransitionArrays.concat(parts)
+
+
+def _successful_episodes(ds: Any, path: str) -> Any:
+    from robot_stack.recorder import EpisodeDataset
+
+    kept = [i for i in range(len(ds)) if ds.episode_meta(i).get("success")]
+    if not kept:
+        raise SpecError(f"dataset {path}: no episode is marked successful (successes_only needs at least one)")
+    return EpisodeDataset(path, episodes=kept)

@@ -244,3 +244,11 @@ def test_overrides_typed_after_dataset_are_split_from_paths(toy_store):
 
     paths, overrides = split_dataset_words([str(toy_store), "algo=cql", "s3://b/k=v.zarr"])
     assert paths == [str(toy_store), "s3://b/k=v.zarr"] and overrides == ["algo=cql"]
+
+
+def test_successes_only_keeps_the_successful_episodes(tmp_path):
+    path = record_toy(tmp_path / "noisy.zarr", episodes=12, noise=2.0)
+    _, spec = toy_env_spec(SIZE, {"family": "cnn", "group": "C4"})
+    every, successful = load_datasets([str(path)], spec), load_datasets([str(path)], spec, successes_only=True)
+    assert 0 < len(successful) < len(every)
+    assert successful.arrays["reward"].sum() == every.arrays["reward"].sum()  # the toy's reward comes at success

@@ -34,6 +34,7 @@ class OfflineJob:
     iql: dict[str, Any] = field(default_factory=dict)  # policies.iql.IQLConfig
     bc: dict[str, Any] = field(default_factory=dict)  # policies.bc.BCConfig
     datasets: list[str] = field(default_factory=list)  # added to --dataset
+    successes_only: bool = False  # train on the episodes recorded as successful only (filtered BC)
     init: str | None = None  # checkpoint to start from (fine-tuning)
     steps: int = 100_000  # gradient steps (the seed paper: 100k)
     batch_size: int = 64
@@ -54,7 +55,7 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
         raise config.ConfigError("no dataset: pass --dataset PATH (repeat to mix) or set datasets: in the config")
     env = sim.make_env(job.task, **job.env)
     spec = sim.policy_spec(env, job.network.get("group", "C8"), job.network.get("family", "relaxed"))
-    data = load_datasets(job.datasets, spec)  # every check happens here, before training
+    data = load_datasets(job.datasets, spec, job.successes_only)  # every check happens here, before training
     torch.manual_seed(job.seed)
     rng = np.random.default_rng(job.seed)
     device = pick_device(job.device)
