@@ -9,6 +9,7 @@ from robot_stack.symmetry import Group, GroupError
 FAMILIES = ("relaxed", "relaxed_steerable", "exact", "cnn", "cnn_aug")
 EQUIVARIANT_FAMILIES = ("relaxed", "relaxed_steerable", "exact")
 WIDTH_MATCHES = ("channels", "params")
+ENDS = ("pool", "valid")
 
 
 class NetworkError(ValueError):
@@ -26,6 +27,9 @@ class NetworkConfig:
     ``widths``: per conv block, the number of regular fields (equivariant families). The CNN families use
     ``widths * |G|`` channels (``width_match="channels"``) or ``widths * sqrt(|G|)`` channels
     (``width_match="params"``, about the same parameter count as ``exact``).
+    ``end``: how the last map becomes the head's features: ``pool`` = a global max over space (blind to where
+    things are), ``valid`` = one more conv of ``widths[-1]`` fields whose kernel is the whole last map, down to
+    1x1 (position-aware, and equivariant in the equivariant families, as the published C8 encoder ends).
     """
 
     family: str = "relaxed"
@@ -38,6 +42,7 @@ class NetworkConfig:
     filter_banks: int = 2  # L, relaxed group convolution only
     alpha: float = 1e-4  # regulariser weight for the relaxed weights / coefficients
     width_match: str = "channels"
+    end: str = "pool"
     log_std_min: float = -5.0
     log_std_max: float = 2.0
 
@@ -64,6 +69,8 @@ class NetworkConfig:
             raise NetworkError(f"alpha must be >= 0, got {self.alpha}")
         if self.width_match not in WIDTH_MATCHES:
             raise NetworkError(f"unknown width_match {self.width_match!r}; valid: {', '.join(WIDTH_MATCHES)}")
+        if self.end not in ENDS:
+            raise NetworkError(f"unknown end {self.end!r}; valid: {', '.join(ENDS)}")
         if self.log_std_min >= self.log_std_max:
             raise NetworkError(f"log_std_min {self.log_std_min} must be < log_std_max {self.log_std_max}")
 
@@ -89,10 +96,17 @@ class NetworkConfig:
             size = size // 2 if pool else size
         return tuple(plan)
 
+    def final_size(self, size: int) -> int:
+        """Side of the last conv block's map for a ``size`` px input (the ``valid`` end's kernel)."""
+        for pool in self.pool_plan(size):
+            size = size // 2 if pool else size
+        return size
+
     def to_dict(self) -> dict:
         return {"family": self.family, "group": self.group, "widths": list(self.widths),
                 "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
                 "filter_banks": self.filter_banks, "alpha": self.alpha, "width_match": self.width_match,
+                "end": self.end,
                 "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
 
     @classmethod

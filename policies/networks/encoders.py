@@ -1,9 +1,12 @@
 """Encoders (heightmap -> pooled features) and heads (features -> outputs) for every family.
 
 Layout, the same for every family: ``len(widths)`` blocks of [conv k x k (stride 1, 'same' padding), ReLU],
-a 2x2 max-pool between blocks while the map is even-sized (``NetworkConfig.pool_plan``), then a global max over
-space. Stride-1 convolutions, even-sized pools and the global max keep a 90-degree rotation or a mirror of the
-input an exact permutation of every feature map.
+a 2x2 max-pool between blocks while the map is even-sized (``NetworkConfig.pool_plan``), then the end
+(``NetworkConfig.end``): a global max over space (``pool``), or a valid conv whose kernel covers the whole last map,
+down to 1x1 (``valid``: the features then say where things are relative to the centre). No ReLU follows it: the
+head's first layer does, and a ReLU there left every feature dead at init on a plain scene (seen in a test). Stride-1
+convolutions, even-sized pools and either end keep a 90-degree rotation or a mirror of the input an exact
+permutation of every feature map (the valid conv's kernel grid maps onto itself about its centre).
 """
 
 from __future__ import annotations
@@ -24,6 +27,13 @@ class GlobalMaxPool(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x.amax(dim=(-2, -1))
+
+
+class Squeeze(nn.Module):
+    """[B, C, 1, 1] -> [B, C]: the valid end's output."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
 
 
 MIN_SIZE = 8
@@ -56,7 +66,11 @@ class CNNEncoder(nn.Module):
                 layers.append(nn.MaxPool2d(2))
             prev = ch
         self.body = nn.Sequential(*layers)
-        self.pool = GlobalMaxPool()
+        if cfg.end == "valid":
+            final = cfg.final_size(size)
+            self.pool = nn.Sequential(nn.Conv2d(prev, prev, final), Squeeze())
+        else:
+            self.pool = GlobalMaxPool()
         self.out_dim = prev
 
     def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
@@ -72,17 +86,19 @@ class CNNEncoder(nn.Module):
 
     def export(self) -> nn.Module:
         """Plain torch modules for ONNX; they share this encoder's layers (clone the network first)."""
-        return nn.Sequential(*list(self.body), GlobalMaxPool())
+        return nn.Sequential(*list(self.body), self.pool)
 
 
-def _equivariant_conv(family: str, in_type: enn.FieldType, fields: int, k: int, cfg: NetworkConfig):
+def _equivariant_conv(family: str, in_type: enn.FieldType, fields: int, k: int, cfg: NetworkConfig,
+                      padding: int | None = None):
     gspace = in_type.gspace
+    padding = k // 2 if padding is None else padding
     if family == "exact":
         out_type = enn.FieldType(gspace, [gspace.regular_repr] * fields)
-        return enn.R2Conv(in_type, out_type, k, padding=k // 2)
+        return enn.R2Conv(in_type, out_type, k, padding=padding)
     if family == "relaxed":
-        return RelaxedGroupConv(in_type, fields, k, cfg.filter_banks)
-    return RelaxedSteerableConv(in_type, fields, k)
+        return RelaxedGroupConv(in_type, fields, k, cfg.filter_banks, padding)
+    return RelaxedSteerableConv(in_type, fields, k, padding)
 
 
 class EquivariantEncoder(nn.Module):
@@ -102,10 +118,14 @@ class EquivariantEncoder(nn.Module):
                 mods.append(enn.PointwiseMaxPool2D(conv.out_type, 2))
             blocks.append(enn.SequentialModule(*mods))
             prev = conv.out_type
+        if cfg.end == "valid":
+            conv = _equivariant_conv(cfg.family, prev, cfg.widths[-1], cfg.final_size(size), cfg, padding=0)
+            blocks.append(enn.SequentialModule(conv))
+            prev = conv.out_type
         self.blocks = nn.ModuleList(blocks)
         self.out_type = prev
         self.out_dim = prev.size
-        self.pool = GlobalMaxPool()
+        self.pool = Squeeze() if cfg.end == "valid" else GlobalMaxPool()
 
     def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
         x = enn.GeometricTensor(heightmap, self.in_type)
@@ -137,7 +157,7 @@ class EquivariantEncoder(nn.Module):
         for block in self.blocks:
             for mod in block._modules.values():
                 layers.append(_export_module(mod))
-        return nn.Sequential(*layers, GlobalMaxPool())
+        return nn.Sequential(*layers, type(self.pool)())
 
 
 def _export_module(mod: nn.Module) -> nn.Module:

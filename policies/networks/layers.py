@@ -38,13 +38,13 @@ def _field_kind(field_type: enn.FieldType) -> str:
 class _RelaxedConvBase(enn.EquivariantModule):
     """Shared parts: bias per output field, filter caching in eval mode, export to Conv2d."""
 
-    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int) -> None:
+    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int, padding: int | None = None) -> None:
         super().__init__()
         gspace = in_type.gspace
         self.in_type = in_type
         self.out_type = enn.FieldType(gspace, [gspace.regular_repr] * out_fields)
         self.kernel_size = kernel_size
-        self.padding = kernel_size // 2
+        self.padding = kernel_size // 2 if padding is None else padding  # None: 'same' (odd kernels)
         self.group_order = gspace.fibergroup.order()
         self.out_fields = out_fields
         self.bias = nn.Parameter(torch.zeros(out_fields))
@@ -79,7 +79,8 @@ class _RelaxedConvBase(enn.EquivariantModule):
         return enn.GeometricTensor(out, self.out_type)
 
     def evaluate_output_shape(self, input_shape):
-        return (input_shape[0], self.out_type.size, *input_shape[2:])
+        side = [n + 2 * self.padding - self.kernel_size + 1 for n in input_shape[2:]]
+        return (input_shape[0], self.out_type.size, *side)
 
     def export(self) -> nn.Conv2d:
         conv = nn.Conv2d(self.in_type.size, self.out_type.size, self.kernel_size, padding=self.padding)
@@ -104,8 +105,9 @@ class _RelaxedConvBase(enn.EquivariantModule):
 class RelaxedGroupConv(_RelaxedConvBase):
     """Relaxed lifting (trivial input) or group-to-group (regular input) convolution with L filter banks."""
 
-    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int, banks: int) -> None:
-        super().__init__(in_type, out_fields, kernel_size)
+    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int, banks: int,
+                 padding: int | None = None) -> None:
+        super().__init__(in_type, out_fields, kernel_size, padding)
         self.kind = "lifting" if _field_kind(in_type) == "trivial" else "group"
         self.banks = banks
         gspace = in_type.gspace
@@ -164,8 +166,8 @@ class RelaxedGroupConv(_RelaxedConvBase):
 class RelaxedSteerableConv(_RelaxedConvBase):
     """escnn steerable basis with coefficients per kernel position (regular output fields)."""
 
-    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int) -> None:
-        super().__init__(in_type, out_fields, kernel_size)
+    def __init__(self, in_type: enn.FieldType, out_fields: int, kernel_size: int, padding: int | None = None) -> None:
+        super().__init__(in_type, out_fields, kernel_size, padding)
         _field_kind(in_type)
         conv = enn.R2Conv(in_type, self.out_type, kernel_size, padding=self.padding, bias=False)
         n_out, n_in = len(self.out_type), len(in_type)
