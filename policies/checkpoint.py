@@ -89,55 +89,61 @@ def _unreadable(path: Path, what: str, reason: str) -> str:
     return f"{path}: not a readable {what} (not a robot-stack checkpoint file: {reason})"
 
 
-def read_checkpoint(path: str | Path) -> Checkpoint:
-    """The checkpoint at ``path`` in the current format or one of the older layouts robot-stack wrote."""
-    data = read_state(path)
+def read_checkpoint(path: str | Path, error: type[Exception] = NetworkError, what: str = "checkpoint"
+                    ) -> Checkpoint:
+    """The checkpoint at ``path`` in the current format or one of the older layouts robot-stack wrote; a file
+    that is none of them raises ``error`` (a job passes its own, e.g. the train job's ``CheckpointError``)."""
+    data = read_state(path, error, what)
+    try:
+        return _decode(data, Path(path))
+    except NetworkError as exc:
+        raise error(str(exc)) from exc
+    except (KeyError, TypeError, ValueError) as exc:  # a spec or network config that does not parse
+        raise error(f"{path}: a {what} without a valid spec / network config ({type(exc).__name__}: {exc})"
+                    ) from exc
+
+
+def _decode(data: dict[str, Any], path: Path) -> Checkpoint:
     fmt = data.get("format")
     if fmt == FORMAT:
         return _current(data, path)
     if fmt == LEGACY_V1:
-        return _legacy(data, path, data.get("states", {}), data.get("extra", {}), f"{LEGACY_V1}/1")
+        return _legacy(data, data.get("states", {}), data.get("extra", {}), f"{LEGACY_V1}/1")
     if fmt == LEGACY_OFFLINE:
         extra = {k: data[k] for k in ("algo", "eval") if k in data}
-        return _legacy(data, path, {"actor": data.get("actor"), **data.get("modules", {})}, extra, fmt)
+        return _legacy(data, {"actor": data.get("actor"), **data.get("modules", {})}, extra, fmt)
     if isinstance(data.get("agent"), dict):
-        return _legacy_train(data, path)
+        return _legacy_train(data)
     raise NetworkError(f"{path}: not a robot-stack checkpoint (format {fmt!r}; robot-stack reads {FORMAT!r} "
                        f"version {FORMAT_VERSION} and the older train, offline and save_checkpoint files; "
                        f"keys: {sorted(data)[:8]})")
 
 
-def _current(data: dict[str, Any], path: str | Path) -> Checkpoint:
+def _current(data: dict[str, Any], path: Path) -> Checkpoint:
     version = data.get("version")
     if version != FORMAT_VERSION:
         raise NetworkError(f"{path}: checkpoint format version {version}, this robot-stack reads version "
                            f"{FORMAT_VERSION}; use the robot-stack release that wrote it")
-    try:
-        spec = PolicySpec.from_json(data["spec"])
-        network = NetworkConfig.from_dict(json.loads(data["network"]))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise NetworkError(f"{path}: checkpoint has no valid spec / network ({type(exc).__name__}: {exc})") from exc
+    spec = PolicySpec.from_json(data["spec"])
+    network = NetworkConfig.from_dict(json.loads(data["network"]))
     return Checkpoint(spec, network, dict(data.get("modules", {})), dict(data.get("extra", {})),
                       f"{FORMAT}/{version}")
 
 
-def _legacy(data: dict[str, Any], path: str | Path, modules: dict[str, Any], extra: dict[str, Any],
-            fmt: str) -> Checkpoint:
-    if "spec" not in data or "network" not in data:
-        raise NetworkError(f"{path}: a {fmt} checkpoint without spec / network (keys: {sorted(data)})")
-    spec = PolicySpec.from_dict(data["spec"])
+def _legacy(data: dict[str, Any], modules: dict[str, Any], extra: dict[str, Any], fmt: str) -> Checkpoint:
     # train and offline files stored the job's network mapping, which may leave family / group to the spec
-    network = NetworkConfig.from_dict({"family": spec.family, "group": spec.group, **dict(data["network"])})
+    spec = PolicySpec.from_dict(data["spec"])
+    network = NetworkConfig.from_dict({"family": spec.family, "group": spec.group, **data["network"]})
     weights = {name: state for name, state in modules.items() if isinstance(state, dict)}
     return Checkpoint(spec, network, weights, dict(extra), fmt)
 
 
-def _legacy_train(data: dict[str, Any], path: str | Path) -> Checkpoint:
+def _legacy_train(data: dict[str, Any]) -> Checkpoint:
     agent = data["agent"]
     modules = {k: v for k, v in agent.items() if k in ("actor", "critic", "critic_target")}
     extra = {k: v for k, v in data.items() if k not in ("spec", "network", "agent", "format")}
     extra["agent"] = {k: v for k, v in agent.items() if k not in modules}
-    return _legacy(data, path, modules, extra, f"robot_stack.train/{data.get('format')}")
+    return _legacy(data, modules, extra, f"robot_stack.train/{data.get('format')}")
 
 
 # ------------------------------------------------------------------------------------------- writing the file

@@ -26,6 +26,7 @@ from policies.networks import build_actor, build_critic
 from policies.networks.config import NetworkConfig, NetworkError
 from robot_stack import cli
 from robot_stack.runtime import load_policy_package
+from robot_stack.specs import SpecError
 
 REPO = Path(__file__).resolve().parent.parent
 NET = {"family": "cnn", "group": "C4", "widths": [2], "kernel_sizes": [3], "hidden": 2}
@@ -133,6 +134,17 @@ def test_a_newer_format_version_is_named(tmp_path):
     torch.save({"format": FORMAT, "version": FORMAT_VERSION + 1}, path)
     with pytest.raises(NetworkError, match=rf"{re.escape(str(path))}: checkpoint format version {FORMAT_VERSION + 1}"):
         read_checkpoint(path)
+
+
+def test_a_job_gets_its_own_error_type(tmp_path, evil):
+    path, marker = evil
+    with pytest.raises(SpecError, match=f"{re.escape(str(path))}: refused: this init checkpoint holds pickled"):
+        read_checkpoint(path, SpecError, "init checkpoint")
+    broken = tmp_path / "broken.pt"
+    torch.save({"format": LEGACY_OFFLINE, "spec": {"group": "C4"}, "network": {}}, broken)
+    with pytest.raises(SpecError, match="without a valid spec / network config"):
+        read_checkpoint(broken, SpecError)
+    assert not marker.exists()
 
 
 def _legacy_train(spec, actor) -> dict:
