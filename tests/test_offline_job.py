@@ -11,6 +11,7 @@ import zarr
 import robot_stack.jobs.offline as offline_job
 import sim
 from policies.bc import BCConfig
+from policies.checkpoint import read_checkpoint, write_checkpoint
 from policies.core import Batch, TwinQ
 from policies.data import load_datasets
 from policies.registry import build_algorithm, network_config
@@ -192,7 +193,7 @@ def test_fine_tuning_starts_from_the_checkpoint_weights(trained):
     import torch
 
     env, spec = toy_env_spec(SIZE, NET)
-    saved = torch.load(trained["files"]["checkpoint"], weights_only=False)
+    saved = read_checkpoint(trained["files"]["checkpoint"]).modules
     for name in ("cql", "iql"):
         algo = build_algorithm(name, spec, NET, {}, torch.device("cpu"))
         assert load_init(algo, trained["files"]["checkpoint"], spec) == ["actor"]  # BC has no critic
@@ -217,8 +218,8 @@ def test_fine_tuning_from_an_online_sac_checkpoint(tmp_path):
     net_cfg = network_config(spec, NET)
     actor, critic = build_actor(spec, net_cfg), TwinQ(lambda: build_critic(spec, net_cfg))
     path = tmp_path / "online.pt"
-    torch.save({"format": "sac", "spec": spec.to_dict(), "agent": {"actor": actor.state_dict(),
-                                                                   "critic": critic.state_dict()}}, path)
+    modules = {"actor": actor.state_dict(), "critic": critic.state_dict(), "critic_target": critic.state_dict()}
+    write_checkpoint(path, spec, NET, modules, {"kind": "sac-training", "agent": {"updates": 0}})  # as train writes
     algo = build_algorithm("cql", spec, NET, {}, torch.device("cpu"))
     assert load_init(algo, path, spec) == ["actor", "critic"]
     for key, value in actor.state_dict().items():

@@ -132,3 +132,11 @@ def test_control_loop_builds_the_sim_envs_observation(tmp_path):
     assert ep.extras["arm"].shape == (5, 5) and ep.extras["depth"].shape[0] == 5
     assert ep.meta["heightmap"]["view"] == "gripper" and ep.meta["camera"]["intrinsics"]["width"] > 0
     np.testing.assert_array_equal(ep.obs["heightmap"][0], policy.pairs[0][0]["heightmap"])
+
+
+def test_a_collected_store_keeps_what_reprojection_needs(tmp_path):
+    out = tmp_path / "collected.zarr"
+    assert main(["collect", "collect_push", "episodes=1", "max_steps=3", "record_depth=true", f"out={out}",
+                 f"sim.heightmap_size={SIZE}", "sim.view=gripper", "noise=0.0"]) == 0
+    summary = reproject(out, tmp_path / "w.zarr", view="workspace")
+    assert summary["episodes"] == 1 and summary["steps"] == 3

@@ -60,7 +60,7 @@ def collect(job: CollectJob) -> dict[str, Any]:
     meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
             "heightmap": hm_spec.to_dict(), **policy_meta}
-    with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait") as rec:
+    with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait", keep_depth=job.record_depth) as rec:
         successes, steps, transitions = record_episodes(env, rec, act, job, levels)
         rec.flush()
         committed = rec.stats["episodes_committed"]
@@ -142,6 +142,7 @@ def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: fl
     success, n, terminal, cut = bool(info.get("success", False)), 0, False, False
     for k in range(1, limit + 1):
         depth = env.render() if job.record_depth else None
+        arm = observed_arm(env)
         t0 = time.perf_counter()
         action = act(obs)
         latency = time.perf_counter() - t0
@@ -152,6 +153,8 @@ def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: fl
         extra = {"terminal": bool(terminated), "latency_policy": latency}
         if depth is not None:
             extra["depth"] = depth
+        if arm is not None:
+            extra["arm"] = arm
         rec.add_step(obs, action, float(reward), extra)
         obs, n, terminal, success = next_obs, k, bool(terminated), bool(info.get("success", False))
         if terminated or truncated:
@@ -159,3 +162,12 @@ def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: fl
     cut = cut or (left is not None and not terminal and n == left + 1 and n < horizon)
     rec.end_episode(success, cut=cut)
     return success, n, n if terminal else max(n - 1, 0)
+
+
+def observed_arm(env: Any) -> np.ndarray | None:
+    """The arm state the env's last observation was built from (``robot_stack.observation.arm_vector``), which lets
+    ``robot-stack data reproject`` rebuild the observation in another view; None for envs without an arm."""
+    from robot_stack.observation import arm_vector
+
+    state = env.observed_arm_state() if hasattr(env, "observed_arm_state") else None
+    return None if state is None else arm_vector(state)

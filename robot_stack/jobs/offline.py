@@ -4,7 +4,6 @@ and export."""
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,8 +14,10 @@ import numpy as np
 import torch
 
 import sim
+from policies.checkpoint import module_state, read_checkpoint, write_checkpoint
 from policies.core import Algorithm, Batch, pick_device
 from policies.data import batches, load_datasets
+from policies.export import export_actor
 from policies.registry import build_algorithm
 from robot_stack import config, provenance
 from robot_stack.jobs.evaluation import evaluate, torch_policy
@@ -108,28 +109,17 @@ def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: 
     return history
 
 
-OFFLINE_FORMAT = "robot_stack.offline/1"
-
-
 def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, Any], network: dict[str, Any],
              export: bool = True) -> dict[str, str]:
-    """``checkpoint.pt`` (spec, network config, every module's weights), ``summary.json`` and ``policy.onnx``."""
-    state = {"format": OFFLINE_FORMAT, "spec": spec.to_dict(), "network": dict(network),
-             "algo": type(algo).__name__.lower(), "actor": algo.actor.state_dict(),
-             "modules": {k: m.state_dict() for k, m in algo.modules().items()},
-             "eval": summary.get("eval", {})}
+    """``checkpoint.pt`` (the one checkpoint format: spec, network config, every module's weights),
+    ``summary.json`` and ``policy.onnx``."""
+    name = type(algo).__name__.lower()
+    modules = {k: module_state(m) for k, m in algo.modules().items()}
+    write_checkpoint(out / "checkpoint.pt", spec, network, modules, {"algo": name, "eval": summary.get("eval", {})})
     paths = {"checkpoint": str(out / "checkpoint.pt"), "summary": str(out / "summary.json")}
-    tmp = out / "checkpoint.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, out / "checkpoint.pt")
-    try:
-        from policies.export import export_actor
-    except ImportError as exc:
-        export = False
-        summary["export_skipped"] = f"policies.export is not available ({exc})"
     if export:
         algo.actor.eval()
-        export_actor(algo.actor, spec, out / "policy.onnx", {"algo": state["algo"], **summary.get("eval", {})})
+        export_actor(algo.actor, spec, out / "policy.onnx", {"algo": name, **summary.get("eval", {})})
         algo.actor.train()
         paths["onnx"] = str(out / "policy.onnx")
     summary["files"] = paths
@@ -138,41 +128,23 @@ def save_run(algo: Algorithm, spec: PolicySpec, out: Path, summary: dict[str, An
     return paths
 
 
-def read_init(path: str | Path) -> dict[str, Any]:
-    from policies.checkpoint import read_state
-
-    return read_state(path, SpecError)
-
-
-def _critic_weights(state: dict[str, Any]) -> dict[str, torch.Tensor] | None:
-    """The twin critic's weights from an offline or an online (SAC) checkpoint; None when it has no
-    ``policies.core.TwinQ`` critic (an online checkpoint of format 1 named its critic's weights otherwise)."""
-    critic = state["modules"].get("critic") if "modules" in state else state.get("agent", {}).get("critic")
-    if critic is None or not all(key.startswith("heads.") for key in critic):
-        return None
-    return critic
-
-
 def load_init(algo: Algorithm, path: str | Path, spec: PolicySpec) -> list[str]:
-    """Start from a checkpoint's weights (offline or online-trained): the actor always, the critics (and target
-    critics) when the checkpoint has matching ones. Refuses a checkpoint for another spec. Returns what loaded."""
-    state = read_init(path)
-    if "spec" in state:
-        diffs = mismatches(state["spec"], spec.to_dict())
-        if diffs:
-            raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
-    actor = state.get("actor", state.get("agent", {}).get("actor"))
-    if actor is None:
-        raise SpecError(f"{path}: checkpoint has no actor weights (keys: {sorted(state)})")
-    algo.actor.load_state_dict(actor)
+    """Start from a checkpoint's weights (offline or online-trained): the actor always, the twin critic (and the
+    target critic) and the value network when the checkpoint has matching ones. Refuses a checkpoint for another
+    spec. Returns what loaded."""
+    ckpt = read_checkpoint(path, SpecError)
+    diffs = mismatches(ckpt.spec.to_dict(), spec.to_dict())
+    if diffs:
+        raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
+    algo.actor.load_state_dict(ckpt.module("actor", path))
     loaded = ["actor"]
-    critic = _critic_weights(state)
     modules = algo.modules()
-    if critic is not None and "critic" in modules:
+    critic = ckpt.modules.get("critic")
+    if critic is not None and "critic" in modules and all(key.startswith("heads.") for key in critic):
         modules["critic"].load_state_dict(critic)
         modules["target_critic"].load_state_dict(critic)
         loaded.append("critic")
-    if "value" in modules and "modules" in state and "value" in state["modules"]:
-        modules["value"].load_state_dict(state["modules"]["value"])
+    if "value" in modules and "value" in ckpt.modules:
+        modules["value"].load_state_dict(ckpt.modules["value"])
         loaded.append("value")
     return loaded

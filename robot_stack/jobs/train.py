@@ -28,8 +28,10 @@ import numpy as np
 import torch
 
 import sim
+from policies import checkpoint as policies_checkpoint
+from policies.checkpoint import write_checkpoint
 from policies.core import pick_device
-from policies.registry import build_algorithm
+from policies.registry import build_algorithm, network_config
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies
 from policies.sac import SAC, SACConfig
 from robot_stack import config, provenance
@@ -37,7 +39,8 @@ from robot_stack.jobs.evaluation import evaluate, torch_policy
 from robot_stack.specs import PolicySpec, mismatches
 from robot_stack.symmetry import Group
 
-CHECKPOINT_FORMAT = 2  # 2: the critic is policies.core.TwinQ (weights under heads.*)
+AGENT_MODULES = ("actor", "critic", "critic_target")
+TRAINING_KIND = "sac-training"
 EVALS_CSV = "evals.csv"
 CURVE_PNG = "learning_curve.png"
 EVAL_FIELDS = ("step", "success_rate", "return", "seconds")
@@ -151,17 +154,18 @@ class Trainer:
         return self.dir / "checkpoint.pt"
 
     def save_checkpoint(self) -> Path:
-        state = {"format": CHECKPOINT_FORMAT, "spec": self.spec.to_dict(), "network": dict(self.cfg.network),
-                 "config": config.to_dict(self.cfg), "step": self.step, "expert_steps": self.expert_steps,
-                 "episodes": self.episodes, "evals": self.evals, "recent": list(self.recent),
-                 "agent": self.agent.state_dict(), "rng": self.rng.bit_generator.state,
-                 "torch_rng": torch.get_rng_state(), "buffer_size": len(self.buffer), "seconds": self.seconds}
+        """``checkpoint.pt`` in the one checkpoint format (``policies.checkpoint``), plus the buffer file it names."""
+        agent = self.agent.state_dict()
+        modules = {name: agent.pop(name) for name in AGENT_MODULES}
         # Each save writes its own buffer file before the checkpoint that names it, and removes older ones only
         # afterwards: a kill at any moment leaves a checkpoint.pt whose buffer file is complete and matches it.
         buffer_file = f"buffer-{self.step}-{time.time_ns()}.npz"  # unique even for two saves at one step
         self.buffer.save(self.dir / buffer_file)
-        state["buffer_file"] = buffer_file
-        _replace_with(self.checkpoint_path, lambda tmp: torch.save(state, tmp))
+        extra = {"kind": TRAINING_KIND, "agent": agent, "config": config.to_dict(self.cfg), "step": self.step,
+                 "expert_steps": self.expert_steps, "episodes": self.episodes, "evals": self.evals,
+                 "recent": list(self.recent), "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                 "buffer_size": len(self.buffer), "buffer_file": buffer_file, "seconds": self.seconds}
+        write_checkpoint(self.checkpoint_path, self.spec, self.cfg.network, modules, extra)
         for old in self.dir.glob("buffer*.npz"):
             if old.name != buffer_file:
                 old.unlink(missing_ok=True)
@@ -395,19 +399,27 @@ def plot_evals(evals: list[dict[str, float]], path: Path, title: str, label: str
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    from policies.checkpoint import read_state
-
-    state = read_state(path, CheckpointError, "training checkpoint")
-    if state.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a robot-stack SAC training checkpoint (format {state.get('format')} != "
-                              f"{CHECKPOINT_FORMAT})")
-    return state
+    """A training checkpoint as one mapping: spec and network (as dicts), ``agent`` (the SAC state with its modules)
+    and the training state (config, step, evals, rng, buffer file, ...)."""
+    ckpt = policies_checkpoint.read_checkpoint(path, CheckpointError, "training checkpoint")
+    agent = ckpt.extra.get("agent")
+    if agent is None or not all(name in ckpt.modules for name in AGENT_MODULES):
+        raise CheckpointError(f"{path}: not a robot-stack training checkpoint (a {ckpt.format} file without the SAC "
+                              "agent's state; an offline checkpoint starts a job with `robot-stack offline --init`)")
+    if any(key.startswith("first.") for key in ckpt.modules["critic"]):
+        raise CheckpointError(f"{path}: a training checkpoint of format 1 (its critic predates the shared twin "
+                              "critic): "
+                              "it still exports (`robot-stack export`), but cannot be resumed; use resume=false or "
+                              "another out_dir")
+    return {**ckpt.extra, "spec": ckpt.spec.to_dict(), "network": ckpt.network.to_dict(),
+            "agent": {**agent, **ckpt.modules}}
 
 
 def check_compatible(state: dict[str, Any], spec: PolicySpec, network: dict[str, Any], path: Path) -> None:
     """Refuse a checkpoint whose spec or network config differs from the job's, naming every difference."""
+    job_network = network_config(spec, network).to_dict()
     problems = [f"spec {m}" for m in mismatches(state["spec"], spec.to_dict())]
-    problems += [f"network {m}" for m in mismatches(dict(state["network"]), dict(network))]
+    problems += [f"network {m}" for m in mismatches(state["network"], job_network)]
     if problems:
         raise CheckpointError(f"{path} does not match this config: " + "; ".join(problems)
                               + ". Use another out_dir or resume=false to start over.")
