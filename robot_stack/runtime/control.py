@@ -95,6 +95,9 @@ class ControlLoop:
         self.clock, self.log = clock, log
         # the sim env builds its observations with the same builder (robot_stack/observation.py)
         self.build_obs = ObservationBuilder(spec.observation, spec.heightmap, projector)
+        bind = getattr(arm, "bind_safety", None)
+        if bind is not None:  # an arm that also limits steps against its commanded pose needs the same limits
+            bind(safety.cfg)
         self.quit = False
         self.record_errors = 0
 
@@ -106,15 +109,30 @@ class ControlLoop:
             for index in range(self.cfg.episodes if episodes is None else episodes):
                 if self.quit or not self._wait_for_start():
                     break
-                results.append(self.run_episode({"episode_index": index}))
-                if results[-1].reason == "camera_lost":
+                try:
+                    results.append(self.run_episode({"episode_index": index}))
+                except ArmError as exc:  # a safety stop before the episode began (in reset)
+                    if not _safety_stop(exc):
+                        raise
+                    self._safety_stopped(exc)
+                    continue
+                if results[-1].reason in ("camera_lost", "emergency_stop"):
                     break
         return results
+
+    def _safety_stopped(self, exc: ArmError) -> str:
+        """A protective stop waits for the operator (``u`` unlocks); an emergency stop ends the run."""
+        stop = _safety_stop(exc)
+        self.log(f"{stop.replace('_', ' ')}: {exc}")
+        if stop == "emergency_stop":
+            self.quit = True
+        return stop
 
     def _wait_for_start(self) -> bool:
         if not getattr(self.keys, "enabled", False) or isinstance(self.keys, _NoKeys):
             return True
         self.log("press s to start an episode, q to quit")
+        last_error = ""
         while True:
             for key in self.keys.poll():
                 if key == "start":
@@ -122,8 +140,28 @@ class ControlLoop:
                 if key == "quit":
                     self.quit = True
                     return False
-            self.arm.hold()
+                if key == "unlock":
+                    self._unlock()
+            try:
+                self.arm.hold()
+            except ArmError as exc:  # e.g. a protective stop waiting for u: said once, not every period
+                if str(exc) != last_error:
+                    self.log(f"arm: {exc}")
+                last_error = str(exc)
+                if _safety_stop(exc) == "emergency_stop":
+                    self.quit = True
+                    return False
             time.sleep(self.cfg.period)
+
+    def _unlock(self) -> None:
+        recover = getattr(self.arm, "recover", None)
+        if recover is None:
+            self.log("unlock: this arm has no safety stop to clear")
+            return
+        try:
+            self.log(f"unlock: {recover()}")
+        except ArmError as exc:
+            self.log(f"unlock refused: {exc}")
 
     def run_episode(self, meta: dict[str, Any] | None = None) -> EpisodeResult:
         result = EpisodeResult()
@@ -148,6 +186,12 @@ class ControlLoop:
             self.quit = self.quit or end.quit_loop
             if end.stop_arm:
                 self._stop_arm()
+        except ArmError as exc:
+            result.reason = _safety_stop(exc) or "error"
+            self._stop_arm()
+            if result.reason == "error":
+                raise
+            self._safety_stopped(exc)
         except BaseException as exc:
             result.reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "error"
             self._stop_arm()
@@ -179,6 +223,8 @@ class ControlLoop:
     def _period(self, state: ArmState, silent: int, deadline: float, result: EpisodeResult) -> tuple[ArmState, int]:
         t0 = self.clock()
         self._operator_keys()
+        if getattr(self.arm, "measure_each_period", False):
+            state = self.arm.state()  # a real arm moved since the last call: the filter needs where it is now
         try:
             frame = self.camera.read()
             obs = self.build_obs(frame, state)
@@ -262,6 +308,11 @@ class ControlLoop:
             return now + self.cfg.period
         time.sleep(deadline - now)
         return deadline + self.cfg.period
+
+
+def _safety_stop(exc: BaseException) -> str:
+    """"protective_stop" / "emergency_stop" for an arm's safety stop (hardware/ur.py), "" for other errors."""
+    return str(getattr(exc, "safety_stop", "") or "")
 
 
 class _NoKeys:

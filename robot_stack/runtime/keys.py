@@ -7,8 +7,9 @@ import select
 import sys
 from typing import IO
 
-KEYS = {"s": "start", "x": "stop", " ": "stop", "y": "success", "n": "failure", "q": "quit"}
-HELP = "keys: s start episode, x/space stop (hold), y mark success, n mark failure, q quit"
+KEYS = {"s": "start", "x": "stop", " ": "stop", "y": "success", "n": "failure", "q": "quit", "u": "unlock"}
+HELP = ("keys: s start episode, x/space stop (hold), y mark success, n mark failure, q quit, "
+        "u unlock a protective stop (once the cell is clear)")
 
 
 class KeyReader:
