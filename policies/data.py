@@ -13,25 +13,14 @@ import torch
 
 from policies.core import Batch
 from robot_stack.specs import ObservationSpec, PolicySpec, SpecError
-from robot_stack.symmetry import Group, act_on_action, act_on_image
+from robot_stack.symmetry import Group, act_on_batch
 
 
 def rotate_batch(data: dict[str, np.ndarray], group: Group, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Act on every transition with a random element of ``group``: heightmaps (obs and next obs) and
-    the action; vector fields are invariant scalars (ARCHITECTURE: Observation) and stay as they are."""
-    out = dict(data)
-    picks = rng.integers(group.order, size=len(data["action"]))
-    hm, nhm, act = data["heightmap"].copy(), data["next_heightmap"].copy(), data["action"].copy()
-    for index in np.unique(picks):
-        g = group.element(int(index))
-        if g.is_identity:
-            continue
-        rows = picks == index
-        hm[rows] = act_on_image(g, hm[rows])
-        nhm[rows] = act_on_image(g, nhm[rows])
-        act[rows] = act_on_action(g, act[rows])
-    out.update(heightmap=hm, next_heightmap=nhm, action=act)
-    return out
+    """Act on every transition with a random element of ``group`` (``robot_stack.symmetry.act_on_batch``):
+    heightmaps of s and s' and the action; the vector fields are invariant and stay as they are."""
+    action, _, (hm, nhm) = act_on_batch(group, rng, data["action"], data["heightmap"], data["next_heightmap"])
+    return {**data, "heightmap": hm, "next_heightmap": nhm, "action": action}
 
 
 TRANSITION_KEYS = ("heightmap", "vector", "action", "reward", "next_heightmap", "next_vector", "done")

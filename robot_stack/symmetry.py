@@ -130,6 +130,25 @@ def act_on_image(g: GroupElement, image: np.ndarray, order: int = 1, fill: float
     return _rotate_interpolated(out, g.angle, order, fill)
 
 
+def act_on_batch(group: Group, rng: np.random.Generator, action: np.ndarray, *images: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, tuple[np.ndarray, ...]]:
+    """Each sample of a batch acted on by its own random element of ``group``: ``action`` ``[B, 5]`` and every
+    image array ``[B, ..., H, W]`` (e.g. the heightmaps of s and s') alike. Returns (action, the element index of
+    each sample, the images); the inputs are not changed."""
+    picks = rng.integers(group.order, size=len(action))
+    action = np.array(action, dtype=np.float32, copy=True)
+    out = tuple(np.array(img, copy=True) for img in images)
+    for index in np.unique(picks):
+        g = group.element(int(index))
+        if g.is_identity:
+            continue
+        rows = picks == index
+        action[rows] = act_on_action(g, action[rows])
+        for img in out:
+            img[rows] = act_on_image(g, img[rows])
+    return action, picks, out
+
+
 def rotate_image(image: np.ndarray, angle: float) -> np.ndarray:
     """Images ``[..., C, H, W]`` rotated about their centre by any ``angle`` (radians), the way a group element of that
     angle acts (``act_on_image``); cells that come from outside take the median of their channel's border, so a

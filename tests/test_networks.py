@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from policies.networks import NetworkConfig, NetworkError, augment_batch, build_actor, build_critic
+from policies.networks import NetworkConfig, NetworkError, build_actor, build_critic
 from policies.networks.diagnostics import equivariance_error, plot_relaxed_weights, relaxed_weights_report
 from policies.networks.groups import action_matrix, escnn_element, gspace_for, transform_actions, transform_images
 from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, PolicySpec
@@ -165,13 +165,15 @@ def test_sizes_from_spec(size):
                                                          torch.rand(1, 5)).shape == (1, 1)
 
 
-def test_augment_batch_rotates_heightmap_and_action_together():
+def test_batch_rotation_acts_on_heightmaps_and_action_together():
+    from robot_stack.symmetry import act_on_batch
+
     hm, _, act = batch(5, 16, 6)
-    out_hm, out_act, idx = augment_batch("D4", hm, act, torch.Generator().manual_seed(0))
+    out_act, idx, (out_hm,) = act_on_batch(Group.parse("D4"), np.random.default_rng(0), act.numpy(), hm.numpy())
     for i, j in enumerate(idx):
-        g = Group.parse("D4").element(j)
-        np.testing.assert_allclose(out_hm[i].numpy(), act_on_image(g, hm[i].numpy()), atol=1e-6)
-        np.testing.assert_allclose(out_act[i].numpy(), act_on_action(g, act[i].numpy()), atol=1e-6)
+        g = Group.parse("D4").element(int(j))
+        np.testing.assert_allclose(out_hm[i], act_on_image(g, hm[i].numpy()), atol=1e-6)
+        np.testing.assert_allclose(out_act[i], act_on_action(g, act[i].numpy()), atol=1e-6)
 
 
 @pytest.mark.parametrize("kwargs, match", [

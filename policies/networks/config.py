@@ -23,7 +23,7 @@ class NetworkConfig:
     ``family``: ``relaxed`` = relaxed group convolution (L filter banks, relaxed weights w_l(h)),
     ``relaxed_steerable`` = relaxed steerable convolution (escnn basis, coefficients per kernel position),
     ``exact`` = escnn R2Conv on regular fields, ``cnn`` = plain CNN, ``cnn_aug`` = the same plain CNN,
-    trained with random group-element augmentation (``policies.networks.augment_batch``).
+    trained with random group-element augmentation (``policies.data.rotate_batch``).
     ``widths``: per conv block, the number of regular fields (equivariant families). The CNN families use
     ``widths * |G|`` channels (``width_match="channels"``) or ``widths * sqrt(|G|)`` channels
     (``width_match="params"``, about the same parameter count as ``exact``).

@@ -88,25 +88,3 @@ def transform_actions(g: GroupElement, a: torch.Tensor) -> torch.Tensor:
     """``act_on_action`` for a torch batch ``[..., 5]``."""
     mat = torch.as_tensor(action_matrix(g), dtype=a.dtype, device=a.device)
     return a @ mat.T
-
-
-def augment_batch(group: Group | str, heightmap: torch.Tensor, action: torch.Tensor | None = None,
-                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None, list[int]]:
-    """Apply an independent random element of ``group`` to each sample (the ``cnn_aug`` recipe).
-
-    ``heightmap`` [B, C, S, S] and ``action`` [B, 5] (optional) are transformed together; vector
-    observations are invariant and need no change. Returns (heightmap, action, element indices).
-    """
-    group = Group.parse(group) if isinstance(group, str) else group
-    if heightmap.ndim != 4:
-        raise NetworkError(f"augment_batch needs heightmaps [B, C, S, S], got shape {list(heightmap.shape)}")
-    idx = torch.randint(group.order, (heightmap.shape[0],), generator=generator).tolist()
-    hm_out = torch.empty_like(heightmap)
-    act_out = None if action is None else torch.empty_like(action)
-    for j in set(idx):
-        rows = [i for i, e in enumerate(idx) if e == j]
-        g = group.element(j)
-        hm_out[rows] = transform_images(g, heightmap[rows])
-        if action is not None:
-            act_out[rows] = transform_actions(g, action[rows])
-    return hm_out, act_out, idx

@@ -17,7 +17,7 @@ import numpy as np
 
 from robot_stack.recorder import store
 from robot_stack.specs import ActionSpec, ObservationSpec, SpecError, mismatches
-from robot_stack.symmetry import Group, act_on_action, act_on_image
+from robot_stack.symmetry import Group, act_on_batch
 
 # Load obs/action/reward into memory at open when they are smaller than this.
 CACHE_LIMIT_BYTES = 1 << 30
@@ -284,16 +284,8 @@ def _cat(parts: list[np.ndarray]) -> np.ndarray:
 def augment(batch: dict[str, Any], group: Group, rng: np.random.Generator) -> dict[str, Any]:
     """Transform each transition by a random element of ``group`` (heightmaps and (dx, dy, dtheta))."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in batch.items()}
-    g_idx = rng.integers(0, group.order, size=len(batch["action"]))
-    action = np.array(batch["action"], copy=True)
-    hm, nhm = np.array(batch["obs"]["heightmap"]), np.array(batch["next_obs"]["heightmap"])
-    for i, gi in enumerate(g_idx):
-        g = group.element(int(gi))
-        if g.is_identity:
-            continue
-        hm[i] = act_on_image(g, hm[i])
-        nhm[i] = act_on_image(g, nhm[i])
-        action[i] = act_on_action(g, action[i])
+    action, picks, (hm, nhm) = act_on_batch(group, rng, batch["action"], batch["obs"]["heightmap"],
+                                            batch["next_obs"]["heightmap"])
     out["obs"]["heightmap"], out["next_obs"]["heightmap"], out["action"] = hm, nhm, action
-    out["group_element"] = g_idx
+    out["group_element"] = picks
     return out
