@@ -16,7 +16,7 @@ import numpy as np
 
 from robot_stack.provenance import load_average, machine_info, source_commit
 
-AREAS = ("perception", "sim", "networks", "recorder", "offline", "serve", "training")
+AREAS = ("perception", "sim", "networks", "recorder", "offline", "serve", "training", "arm")
 
 
 @dataclass
