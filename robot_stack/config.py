@@ -1,6 +1,9 @@
 """Typed job configs: a dataclass per job, read from a YAML file in ``launch/`` plus ``key=value`` overrides.
 
-Unknown keys are refused with the valid ones listed; values are checked against the field's type.
+Unknown keys are refused with the valid ones listed; values are checked against the field's type. A dataclass's own
+check (``__post_init__``) raises ConfigError naming the key inside it (``check_choice``, or ``build`` of a section it
+keeps as a mapping, e.g. ``build(SimConfig, self.env, "env")``); ``build`` puts the path of the dataclass in front, so
+every message names the full key (``arm.sim.variant: 'x' is not one of [...]``).
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,6 +24,13 @@ LAUNCH_DIR = Path(__file__).resolve().parent.parent / "launch"
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message names the key."""
+
+
+def check_choice(key: str, value: Any, choices: Iterable[Any]) -> None:
+    """A ConfigError naming ``key`` and the valid values unless ``value`` is one of ``choices``."""
+    choices = list(choices)
+    if value not in choices:
+        raise ConfigError(f"{key}: {value!r} is not one of {choices}")
 
 
 def resolve_launch_file(name: str | Path) -> Path:
@@ -83,6 +94,10 @@ def build(cls: type[T], data: dict[str, Any] | None, where: str = "") -> T:
     kwargs = {k: _convert(hints[k], v, f"{where + '.' if where else ''}{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)
+    except ConfigError as exc:  # from cls's own check (check_choice, a section it builds): names a key inside cls
+        if not where:
+            raise
+        raise ConfigError(f"{where}.{exc}") from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{label}: {exc}") from exc
 
@@ -104,8 +119,7 @@ def _convert(tp: Any, value: Any, key: str) -> Any:
         raise ConfigError(errors[0] if errors else f"{key}: bad value {value!r}")
     if origin is typing.Literal:
         choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key}: {value!r} is not one of {list(choices)}")
+        check_choice(key, value, choices)
         return value
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):

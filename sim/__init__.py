@@ -17,7 +17,7 @@ TASKS = ("lift", "stack", "door", "push", "reach")
 TOY_TASKS = ("toy_reach",)
 ALL_TASKS = TASKS + TOY_TASKS
 
-__all__ = ["ALL_TASKS", "TASKS", "TOY_TASKS", "VARIANTS", "make_env", "make_expert", "make_vector_env",
+__all__ = ["ALL_TASKS", "TASKS", "TOY_TASKS", "VARIANTS", "env_config", "make_env", "make_expert", "make_vector_env",
            "policy_spec"]
 
 
@@ -34,11 +34,24 @@ def make_env(task: str, **cfg: Any):
         from sim.toy import make_toy_env
 
         return make_toy_env(**cfg)
-    from robot_stack.config import build
-    from sim.config import SimConfig
     from sim.env import ManipulationEnv
 
-    return ManipulationEnv(task, build(SimConfig, dict(cfg), where="sim"))
+    return ManipulationEnv(task, env_config(task, cfg, "sim"))
+
+
+def env_config(task: str, cfg: dict[str, Any], where: str = "env") -> Any:
+    """``cfg`` checked as ``task``'s typed config (``SimConfig``, or ``ToyReachConfig`` for ``toy_reach``) without
+    building the env or importing robosuite; a bad key or value is a ConfigError naming ``<where>.<key>``."""
+    from robot_stack.config import build, check_choice
+
+    check_choice("task", task, ALL_TASKS)
+    if task in TOY_TASKS:
+        from sim.toy import ToyReachConfig
+
+        return build(ToyReachConfig, dict(cfg), where)
+    from sim.config import SimConfig
+
+    return build(SimConfig, dict(cfg), where)
 
 
 def make_expert(task: str, env, noise: float = 0.0, seed: int | None = None):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from robot_stack.config import check_choice
 from robot_stack.specs import VIEWS
+from sim.variants import VARIANTS
 
 CAMERAS = ("raycast", "gl")
 REWARDS = ("sparse", "shaped")
@@ -39,12 +41,10 @@ class SimConfig:
     seed: int | None = None  # None: reset(seed=...) seeds layouts and noise; the scene gets sim.env.UNSEEDED_SCENE_SEED
 
     def __post_init__(self) -> None:
-        if self.camera not in CAMERAS:
-            raise ValueError(f"camera {self.camera!r} is not one of {list(CAMERAS)}")
-        if self.view not in VIEWS:
-            raise ValueError(f"view {self.view!r} is not one of {list(VIEWS)}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"reward {self.reward!r} is not one of {list(REWARDS)}")
+        check_choice("camera", self.camera, CAMERAS)
+        check_choice("view", self.view, VIEWS)
+        check_choice("reward", self.reward, REWARDS)
+        check_choice("variant", self.variant, VARIANTS)
         if self.control_freq <= 0 or self.physics_timestep <= 0:
             raise ValueError(f"control_freq and physics_timestep must be positive, got {self.control_freq}, "
                              f"{self.physics_timestep}")

@@ -42,6 +42,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from robot_stack.config import check_choice
 from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, SpecError, WorkspaceBox
 
 REWARDS = ("sparse", "shaped")
@@ -62,8 +63,8 @@ class ToyReachConfig:
     action_bias: tuple[float, float] | None = None  # (bx, by) action units, variant action_bias only
 
     def __post_init__(self) -> None:
-        if self.variant not in VARIANTS:
-            raise SpecError(f"toy_reach: variant {self.variant!r} is not one of {list(VARIANTS)}")
+        check_choice("variant", self.variant, VARIANTS)
+        check_choice("reward", self.reward, REWARDS)
         if self.action_bias is None:
             return
         if self.variant != "action_bias":
@@ -101,8 +102,6 @@ class ToyReachEnv(gym.Env):
         if unknown:
             raise SpecError(f"toy_reach: unknown option(s) {unknown}; valid options: {sorted(valid)}")
         self.cfg = ToyReachConfig(**cfg)
-        if self.cfg.reward not in REWARDS:
-            raise SpecError(f"toy_reach: reward {self.cfg.reward!r} is not one of {list(REWARDS)}")
         self.hm_spec = HeightmapSpec(self.cfg.heightmap_size, WorkspaceBox())
         self.obs_spec = ObservationSpec.create(self.hm_spec)
         self.action_spec = ActionSpec(dpos=self.cfg.dpos)
