@@ -40,7 +40,7 @@ def zero_policy(obs: dict, reset: bool = False, noise: float = 0.0) -> np.ndarra
 
 def test_a_terminal_step_past_the_budget_is_dropped_and_the_next_episode_fills_in(tmp_path):
     path = tmp_path / "fake.zarr"
-    job = CollectJob(task="fake", transitions=5)
+    job = CollectJob(task="reach", transitions=5)  # record_episodes steps the stand-in env, not the task's
     with EpisodeRecorder(path, crashtest.OBS_SPEC, crashtest.ACTION_SPEC, when_full="wait") as rec:
         successes, steps, transitions = record_episodes(EndsOnStep3(), rec, zero_policy, job, [0.0, 0.5])
         rec.flush()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from robot_stack import cli, config
-from robot_stack.jobs.sweep import SweepConfig, SweepError, confidence_band, make_trials, read_results, run_sweep
+from robot_stack.jobs.sweep import SweepConfig, SweepError, confidence_band, read_results, run_sweep
 from robot_stack.provenance import source_commit
 
 TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},
@@ -43,9 +43,8 @@ def test_unreachable_address_and_bad_grid_fail_fast(tmp_path, capsys):
         run_sweep(cfg, address="nonsense")
     assert cli.main(["sweep", "sweep_push", f"out_dir={tmp_path}", "--address", f"127.0.0.1:{_closed_port()}"]) == 2
     assert "cannot reach the Ray cluster" in capsys.readouterr().err
-    bad = config.build(SweepConfig, {"base": "train_toy", "overrides": {"sac": {"lrr": 1}}})
     with pytest.raises(config.ConfigError, match="lrr"):
-        make_trials(bad)
+        config.build(SweepConfig, {"base": "train_toy", "overrides": {"sac": {"lrr": 1}}})
     with pytest.raises(config.ConfigError, match="seedz"):
         config.load(SweepConfig, "sweep_push", ["seedz=[1]"])
 

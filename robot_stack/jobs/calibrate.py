@@ -8,6 +8,10 @@ from typing import Any
 
 import numpy as np
 
+from hardware.camera_config import RealSenseConfig
+from robot_stack import config
+from robot_stack.specs import WorkspaceBox
+
 
 @dataclass
 class CalibrateJob:
@@ -18,6 +22,12 @@ class CalibrateJob:
     height_tolerance_m: float = 0.005
     tilt_tolerance_deg: float = 1.0
     footprint_margin_m: float = 0.05  # points this far beyond the workspace footprint still count
+
+    def __post_init__(self) -> None:
+        if self.frames < 1:
+            raise config.ConfigError(f"frames: must be at least 1, got {self.frames}")
+        config.build(RealSenseConfig, self.camera, "camera")
+        config.build(WorkspaceBox, self.workspace, "workspace")
 
 
 @dataclass(frozen=True)
@@ -39,13 +49,8 @@ class CalibrationResult:
 
 
 def calibrate(job: CalibrateJob) -> CalibrationResult:
-    from hardware.camera_config import RealSenseConfig
     from hardware.realsense import RealSenseCamera
-    from robot_stack import config
-    from robot_stack.specs import WorkspaceBox
 
-    if job.frames < 1:
-        raise config.ConfigError(f"frames must be at least 1, got {job.frames}")
     cam_cfg = config.build(RealSenseConfig, job.camera, "camera")
     workspace = config.build(WorkspaceBox, job.workspace, "workspace")
     with RealSenseCamera(cam_cfg) as camera:

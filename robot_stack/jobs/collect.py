@@ -9,6 +9,9 @@ from typing import Any
 
 import numpy as np
 
+import sim
+from robot_stack.config import ConfigError
+
 
 @dataclass
 class CollectJob:
@@ -30,12 +33,13 @@ class CollectJob:
             raise ValueError(f"episodes must be >= 1, max_steps and transitions >= 0; got {self.episodes}, "
                              f"{self.max_steps}, {self.transitions}")
         noise_levels(self)
+        if "seed" in self.sim:
+            raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
+        sim.env_config(self.task, self.sim, "sim")
 
 
 def noise_levels(job: CollectJob) -> list[float]:
     """The job's noise as a non-empty list of stds >= 0 (ConfigError otherwise)."""
-    from robot_stack.config import ConfigError
-
     levels = [float(x) for x in job.noise] if isinstance(job.noise, list) else [float(job.noise)]
     if not levels or any(not np.isfinite(x) or x < 0 for x in levels):
         raise ConfigError(f"noise must be a number >= 0 or a non-empty list of them, got {job.noise!r}")
@@ -44,12 +48,8 @@ def noise_levels(job: CollectJob) -> list[float]:
 
 def collect(job: CollectJob) -> dict[str, Any]:
     """Run the job; returns a summary (committed episodes, steps, transitions, success rate, store path)."""
-    import sim
-    from robot_stack.config import ConfigError
     from robot_stack.recorder import EpisodeRecorder, store
 
-    if "seed" in job.sim:
-        raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
     levels = noise_levels(job)
     out = job.out.format(task=job.task, transitions=job.transitions)
     if job.transitions and store.is_store(out):
@@ -93,8 +93,6 @@ def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[
 
 
 def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec: Any):
-    import sim
-
     if job.policy == "expert":
         expert = sim.make_expert(job.task, env, seed=job.seed)
 

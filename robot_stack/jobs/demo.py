@@ -11,7 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sim
+from policies.networks import FAMILIES
+from robot_stack import config
 from robot_stack.plotting import pyplot
+from robot_stack.runtime.control import LoopConfig
+from robot_stack.symmetry import Group, GroupError
 
 
 @dataclass
@@ -31,6 +36,22 @@ class DemoConfig:
     seed: int = 0
     out: str = ""  # default runs/demo-<time>
     step_budget_s: float = 180.0  # a step that takes longer than this is reported as running long
+
+    def __post_init__(self) -> None:
+        config.check_choice("task", self.task, sim.TASKS)
+        config.check_choice("family", self.family, FAMILIES)
+        try:
+            Group.parse(self.group)
+        except GroupError as exc:
+            raise config.ConfigError(f"group: {exc}") from exc
+        for key in COUNTS:
+            if getattr(self, key) < 1:
+                raise config.ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        LoopConfig(rate_hz=self.rate_hz)
+
+
+COUNTS = ("heightmap_size", "expert_episodes", "train_steps", "finetune_steps", "batch_size", "eval_episodes",
+          "robot_episodes")
 
 
 QUICK = {"expert_episodes": 12, "train_steps": 250, "finetune_steps": 60, "eval_episodes": 8,
@@ -82,7 +103,6 @@ class Demo:
         return {"heightmap_size": self.cfg.heightmap_size}
 
     def collect(self) -> None:
-        import sim
         from robot_stack.jobs.collect import CollectJob, collect
         from robot_stack.jobs.evaluation import evaluate, random_policy
 
@@ -153,7 +173,6 @@ class Demo:
                 "relaxed_weights_png": png}
 
     def deploy(self) -> None:
-        from robot_stack import config
         from robot_stack.jobs.run import RunConfig, run_episodes
 
         cfg = config.build(RunConfig, {
@@ -192,8 +211,6 @@ class Demo:
         self.report["before"] = self.report["train"]["eval"]
         self.report["after"] = self.report["finetune"]["eval"]
         self.report["timings_s"] = dict(self.timings)
-        from robot_stack import config
-
         self.report["config"] = config.to_dict(self.cfg)
         pngs = {"learning_curve": self.plot_learning_curves(), "latency": self.plot_latency(),
                 "episode_strip": self.episode_strip()}

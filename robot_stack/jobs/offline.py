@@ -18,7 +18,8 @@ from policies.checkpoint import module_state, read_checkpoint, write_checkpoint
 from policies.core import Algorithm, Batch, pick_device
 from policies.data import batches, load_datasets
 from policies.export import export_actor
-from policies.registry import build_algorithm
+from policies.networks import NetworkConfig
+from policies.registry import algorithm_config, build_algorithm
 from robot_stack import config, provenance
 from robot_stack.jobs.evaluation import evaluate, torch_policy
 from robot_stack.specs import PolicySpec, SpecError, mismatches
@@ -48,6 +49,12 @@ class OfflineJob:
     log_every: int = 200
     progress: bool = True
     export: bool = True
+
+    def __post_init__(self) -> None:
+        sim.env_config(self.task, self.env)
+        config.build(NetworkConfig, dict(self.network), "network")
+        for name in ("cql", "iql", "bc"):
+            algorithm_config(name, getattr(self, name))
 
 
 def run_job(job: OfflineJob) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from robot_stack.config import build
 from robot_stack.jobs.serving import spawn_server
 from robot_stack.runtime.control import LoopConfig
 from robot_stack.runtime.safety import SafetyConfig
@@ -38,11 +39,28 @@ class ArmSection:
     sim: dict = field(default_factory=dict)    # sim.make_env options
     ur: dict = field(default_factory=dict)     # hardware.ur.URConfig fields
 
+    def __post_init__(self) -> None:
+        # only the kind's own section: a UR section needs fields a sim run has no use for
+        if self.kind == "sim":
+            import sim
+
+            sim.env_config(self.task, self.sim, "sim")
+        else:
+            from hardware.ur import URConfig
+
+            build(URConfig, self.ur, "ur")
+
 
 @dataclass
 class CameraSection:
     kind: Literal["sim", "realsense"] = "sim"
     realsense: dict = field(default_factory=dict)  # hardware.camera_config.RealSenseConfig fields (calibration)
+
+    def __post_init__(self) -> None:
+        if self.kind == "realsense":
+            from hardware.camera_config import RealSenseConfig
+
+            build(RealSenseConfig, self.realsense, "realsense")
 
 
 @dataclass
@@ -78,7 +96,6 @@ def make_arm(cfg: RunConfig, log: Callable[[str], None] = print):
 
         return SimArm.from_task(cfg.arm.task, seed=cfg.arm.seed, **cfg.arm.sim)
     from hardware.ur import URArm, URConfig
-    from robot_stack.config import build
 
     return URArm(build(URConfig, cfg.arm.ur, "arm.ur"), log=log)
 
@@ -90,7 +107,6 @@ def make_camera(cfg: RunConfig, arm: Any):
         return arm.camera()
     from hardware.camera_config import RealSenseConfig
     from hardware.realsense import RealSenseCamera
-    from robot_stack.config import build
 
     return RealSenseCamera(build(RealSenseConfig, cfg.camera.realsense, "camera.realsense"))
 

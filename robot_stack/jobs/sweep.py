@@ -83,8 +83,14 @@ def make_trials(cfg: SweepConfig) -> list[Trial]:
 
 
 def check_train(cfg: SweepConfig) -> None:
+    """Also builds every trial's config, so a bad value in the base file, overrides, families or variants fails when
+    the sweep file loads."""
     if cfg.datasets:
         raise ValueError("sweep datasets apply to job: offline only (set job: offline)")
+    try:
+        make_train_trials(cfg)
+    except config.ConfigError as exc:
+        raise SweepError(f"sweep base {cfg.base!r} with its overrides, families and variants: {exc}") from exc
 
 
 def make_train_trials(cfg: SweepConfig) -> list[Trial]:

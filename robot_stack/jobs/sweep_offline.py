@@ -53,6 +53,20 @@ def check_offline(cfg: SweepConfig) -> None:
         raise ValueError("sweep job: offline needs datasets (zarr store paths, or {name, path} mappings)")
     if cfg.variants != [NO_VARIANT]:
         raise ValueError("sweep variants apply to job: train only; set an offline grid's env options in overrides")
+    check_base(cfg)
+
+
+def check_base(cfg: SweepConfig) -> None:
+    """The base launch file with the sweep's overrides and each family, as an ``OfflineJob``: a bad value anywhere
+    fails when the sweep file loads (the datasets are read later, by ``make_offline_trials``)."""
+    from robot_stack.jobs.offline import OfflineJob
+
+    base = base_config(cfg)
+    try:
+        for family in cfg.families:
+            config.build(OfflineJob, config.apply_overrides(base, [f"network.family={family}"]))
+    except config.ConfigError as exc:
+        raise SweepError(f"sweep base {cfg.base!r} with its overrides: {exc}") from exc
 
 
 def read_datasets(entries: list[Any]) -> list[Dataset]:
@@ -115,15 +129,12 @@ def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
 
 
 def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, Any]:
-    from policies.networks import NetworkConfig
     from robot_stack.jobs.offline import OfflineJob
 
     data = config.apply_overrides(base, [f"algo={trial.algo}", f"network.family={trial.family}",
                                          f"seed={trial.seed}", "progress=false", "export=false"])
     data.update(datasets=[trial.dataset.path], out_dir=str(run_dir / "trials"), name=trial.label)
-    job = config.build(OfflineJob, data)
-    config.build(NetworkConfig, dict(job.network), "network")  # the job keeps it a dict: check family and sizes here
-    return config.to_dict(job)
+    return config.to_dict(config.build(OfflineJob, data))
 
 
 # ---------------------------------------------------------------- one trial (inside a Ray worker)

@@ -31,6 +31,7 @@ import sim
 from policies import checkpoint as policies_checkpoint
 from policies.checkpoint import write_checkpoint
 from policies.core import pick_device
+from policies.networks import NetworkConfig
 from policies.registry import build_algorithm, network_config
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, random_rotated_copies
 from policies.sac import SAC, SACConfig
@@ -88,6 +89,8 @@ class TrainConfig:
         for key in ("family", "group"):
             if key not in self.network:
                 raise ValueError(f"network.{key} is required (e.g. network.family=relaxed network.group=C8)")
+        sim.env_config(self.task, self.env)
+        config.build(NetworkConfig, dict(self.network), "network")
 
     @property
     def family(self) -> str:
