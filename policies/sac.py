@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from policies.checkpoint import module_state
 from policies.core import Batch, TwinQ, actor_dist, regularization, sample_tanh_gaussian, soft_update
 from policies.data import rotate_batch
 from robot_stack.specs import PolicySpec
@@ -201,16 +202,16 @@ class SAC:
         return {"actor": self.actor, "critic": self.critic, "target_critic": self.critic_target}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"actor": self.actor.state_dict(), "critic": self.critic.state_dict(),
-                "critic_target": self.critic_target.state_dict(), "log_alpha": self.log_alpha.detach().cpu(),
+        return {"actor": module_state(self.actor), "critic": module_state(self.critic),
+                "critic_target": module_state(self.critic_target), "log_alpha": self.log_alpha.detach().cpu(),
                 "actor_opt": self.actor_opt.state_dict(), "critic_opt": self.critic_opt.state_dict(),
                 "alpha_opt": self.alpha_opt.state_dict(), "updates": self.updates,
                 "rng": self.rng.bit_generator.state}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.critic.load_state_dict(state["critic"])
-        self.critic_target.load_state_dict(state["critic_target"])
+        for name, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
+            module.train(True)  # the state dicts are train-mode ones (module_state)
+            module.load_state_dict(state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"].to(self.device))
         self.actor_opt.load_state_dict(state["actor_opt"])

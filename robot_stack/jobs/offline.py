@@ -143,15 +143,21 @@ def load_init(algo: Algorithm, path: str | Path, spec: PolicySpec) -> list[str]:
     diffs = mismatches(ckpt.spec.to_dict(), spec.to_dict())
     if diffs:
         raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
-    algo.actor.load_state_dict(ckpt.module("actor", path))
+    _load(algo.actor, ckpt.module("actor", path))
     loaded = ["actor"]
     modules = algo.modules()
     critic = ckpt.modules.get("critic")
     if critic is not None and "critic" in modules and all(key.startswith("heads.") for key in critic):
-        modules["critic"].load_state_dict(critic)
-        modules["target_critic"].load_state_dict(critic)
+        _load(modules["critic"], critic)
+        _load(modules["target_critic"], critic)
         loaded.append("critic")
     if "value" in modules and "value" in ckpt.modules:
-        modules["value"].load_state_dict(ckpt.modules["value"])
+        _load(modules["value"], ckpt.modules["value"])
         loaded.append("value")
     return loaded
+
+
+def _load(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
+    """Checkpoints hold train-mode state dicts (escnn adds its expanded filters as buffers outside train mode)."""
+    module.train(True)
+    module.load_state_dict(weights)
