@@ -10,33 +10,49 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Sequence
+from types import ModuleType
 
 COMMANDS = ("demo", "train", "sweep", "collect", "offline", "export", "serve", "run", "data",
             "replay", "calibrate", "bench")
 
 
-def _load(name: str):
+def _load(name: str) -> ModuleType:
     return importlib.import_module(f"robot_stack.commands.{name}")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+class CommandParser(argparse.ArgumentParser):
+    """The top-level parser: it reads the command word, then that command's own parser reads the rest with
+    ``parse_intermixed_args``, so options and ``key=value`` overrides come in any order (argparse's intermixed
+    parsing does not support subparsers, so the top level cannot use it itself)."""
+
+    commands: dict[str, argparse.ArgumentParser]
+
+    def parse_args(self, args: Sequence[str] | None = None,
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        argv = list(sys.argv[1:] if args is None else args)
+        if not argv or argv[0] not in self.commands:
+            return super().parse_args(argv, namespace)  # help, nothing, or an unknown command: argparse says so
+        parsed = self.commands[argv[0]].parse_intermixed_args(argv[1:], namespace)
+        parsed.command = argv[0]
+        return parsed
+
+
+def build_parser() -> CommandParser:
+    parser = CommandParser(
         prog="robot-stack",
         description="Relaxed-equivariant manipulation policies: train in sim, record to zarr, fine-tune "
         "offline, deploy through ONNX. Each job reads a YAML file from launch/ and accepts key=value "
         "overrides.")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=argparse.ArgumentParser)
+    parser.commands = {}
     for name in COMMANDS:
-        try:
-            module = _load(name)
-        except ModuleNotFoundError as exc:
-            if not exc.name or not exc.name.startswith("robot_stack.commands"):
-                raise
-            continue
+        module = _load(name)
         cmd = sub.add_parser(name, help=module.HELP, description=getattr(module, "DESCRIPTION", module.HELP),
                              formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_arguments(cmd)
         cmd.set_defaults(_module=module)
+        parser.commands[name] = cmd
     return parser
 
 

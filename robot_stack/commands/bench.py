@@ -9,7 +9,9 @@ from robot_stack.benchmarks import AREAS
 
 HELP = "run a benchmark: prints a table, writes JSON with figures and targets"
 DESCRIPTION = (HELP + "\n\nAreas: " + ", ".join(AREAS) + ".\nEvery speed figure comes with a baseline "
-               "measured in the same run; targets are the ones the area's issue names.")
+               "measured in the same run; targets are the ones the area's issue names.\n\nExamples:\n"
+               "  robot-stack bench sim --quick\n"
+               "  robot-stack bench serve --json runs/bench_serve.json\n")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,13 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        module = importlib.import_module(f"robot_stack.benchmarks.{args.area}")
-    except ModuleNotFoundError as exc:
-        if exc.name == f"robot_stack.benchmarks.{args.area}":
-            print(f"bench area {args.area!r} is not implemented yet")
-            return 2
-        raise
+    module = importlib.import_module(f"robot_stack.benchmarks.{args.area}")
     report = module.run(quick=args.quick, options=args.extra)
     report.print_table()
     if args.json:

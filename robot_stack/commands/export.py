@@ -10,6 +10,11 @@ import argparse
 from pathlib import Path
 
 HELP = "export a trained checkpoint's actor to one ONNX policy package"
+DESCRIPTION = HELP + """
+
+Examples:
+  robot-stack export runs/toy_reach_relaxed_s0/checkpoint.pt --out runs/policy.onnx
+  robot-stack export runs/offline/push_iql_relaxed_s0/checkpoint.pt --out push.onnx"""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

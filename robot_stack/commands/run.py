@@ -12,6 +12,11 @@ HELP = "run the control loop: camera -> heightmap -> policy -> safety filter -> 
 
 DESCRIPTION = HELP + """
 
+Examples:
+  robot-stack run sim_robot                                  # launch/sim_robot.yaml: the sim arm, a spawned server
+  robot-stack run sim_robot loop.episodes=3 record.path=runs/mine.zarr
+  robot-stack run real_ur arm.ur.host=192.168.1.10 policy.server=tcp://127.0.0.1:5555
+
 Operator keys (when stdin is a terminal): s start an episode, x or space stop (arm holds), y mark success,
 n mark failure, q quit. Without a terminal, episodes start on their own and keys are ignored.
 

@@ -9,6 +9,10 @@ HELP = "serve an exported ONNX policy over pyzmq + msgpack (localhost by default
 
 DESCRIPTION = HELP + """
 
+Examples:
+  robot-stack serve --policy runs/policy.onnx
+  robot-stack serve --policy policy.onnx --bind tcp://0.0.0.0:5555 --token-file ~/.robot_stack_token
+
 The token, when used, comes from the environment variable named by --token-env (default
 ROBOT_STACK_TOKEN) or from --token-file, never from the command line. The first line printed is
 "serving <policy> on <endpoint>" (a '*' port is resolved), so launchers can read the endpoint.
