@@ -9,6 +9,7 @@ observations define. These are the only builders: every job, benchmark and the s
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sim.variants import VARIANTS
@@ -67,11 +68,22 @@ def make_expert(task: str, env, noise: float = 0.0, seed: int | None = None):
 
 
 def make_vector_env(task: str, n: int, seed: int | None = None, asynchronous: bool = True, **cfg: Any):
-    """``n`` envs in a gymnasium AsyncVectorEnv (subprocesses) or SyncVectorEnv, autoreset in the same step; with
-    ``seed``, env i is built with config seed ``seed + i``."""
-    from sim.vector import make_vector_env as _make
+    """``n`` envs in a gymnasium AsyncVectorEnv (subprocesses) or SyncVectorEnv, autoreset in the same step
+    (``final_obs`` / ``final_info``); with ``seed``, env i is built with config seed ``seed + i``."""
+    import gymnasium as gym
+    from gymnasium.vector import AutoresetMode
 
-    return _make(task, n, seed, asynchronous, **cfg)
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n (number of envs) must be a positive integer, got {n!r}")
+    if "seed" in cfg:
+        raise ValueError("pass the base seed as make_vector_env(..., seed=S), not in cfg")
+    check_task(task)
+    configs = [dict(cfg) if seed is None else {**cfg, "seed": seed + i} for i in range(n)]
+    fns = [functools.partial(make_env, task, **c) for c in configs]
+    if asynchronous and n > 1:
+        # forkserver: robosuite and EGL state must not be forked from a parent that already holds them.
+        return gym.vector.AsyncVectorEnv(fns, context="forkserver", autoreset_mode=AutoresetMode.SAME_STEP)
+    return gym.vector.SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def policy_spec(env, group: str, family: str):

@@ -25,6 +25,7 @@ from policies.core import Batch  # noqa: E402
 from policies.cql import CQL, CQLConfig  # noqa: E402
 from policies.data import TransitionArrays  # noqa: E402
 from policies.iql import IQL, IQLConfig  # noqa: E402
+from robot_stack.jobs.evaluation import evaluate as evaluate_policy  # noqa: E402
 from sim.toy import make_toy_env, make_toy_expert  # noqa: E402
 
 GAMMA, TAU, LR, BATCH, HIDDEN = 0.99, 5e-3, 3e-4, 64, 256
@@ -115,17 +116,10 @@ class Critic(nn.Module):
 
 
 def evaluate(act) -> dict[str, float]:
+    """The stack's one evaluation routine, with the state-vector policy ``act`` reading the env's state."""
     env = make_toy_env(heightmap_size=16)
-    succ, rets = [], []
-    for i in range(EVAL_EPISODES):
-        env.reset(seed=EVAL_SEED + i)
-        total, done, success = 0.0, False, False
-        while not done:
-            _, r, terminated, truncated, info = env.step(act(vector_obs(env)))
-            total, done, success = total + r, terminated or truncated, success or info["success"]
-        succ.append(success)
-        rets.append(total)
-    return {"success_rate": float(np.mean(succ)), "mean_return": float(np.mean(rets))}
+    scores = evaluate_policy(lambda _obs: act(vector_obs(env)), env, EVAL_EPISODES, train_seed=0)
+    return {"success_rate": scores["success_rate"], "mean_return": scores["mean_return"]}
 
 
 def run_ours(name: str, data: TransitionArrays, steps: int, log_every: int, seed: int, **kw) -> dict:
