@@ -115,11 +115,6 @@ class PolicyClient:
                 raise ServerError(str(err.get("code")), str(err.get("message")))
             return reply
 
-    def reconnect(self) -> None:
-        """Drop the socket (and anything queued on it) and connect afresh."""
-        self._socket.close(linger=0)
-        self._socket = self._open()
-
     def close(self) -> None:
         self._socket.close(linger=0)
 
