@@ -5,6 +5,7 @@ at ``loop.rate_hz``. See launch/sim_robot.yaml and launch/real_ur.yaml, and docs
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -13,11 +14,20 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from robot_stack.config import build
+from robot_stack.config import ConfigError, build, check_choice
 from robot_stack.jobs.serving import spawn_server
 from robot_stack.runtime.control import LoopConfig
 from robot_stack.runtime.safety import SafetyConfig
-from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, PolicySpec, WorkspaceBox
+from robot_stack.specs import (
+    VIEWS,
+    ActionSpec,
+    GripperFootprint,
+    HeightmapSpec,
+    ObservationSpec,
+    PolicySpec,
+    SpecError,
+    WorkspaceBox,
+)
 
 
 @dataclass
@@ -65,18 +75,47 @@ class CameraSection:
 
 @dataclass
 class RobotSection:
-    """The real robot's heightmap and action scaling (the sim takes these from its env)."""
+    """The real robot's heightmap and action scaling (the sim takes these from its env).
+
+    ``view`` is the heightmap view (``workspace`` or ``gripper``, robot_stack.specs.VIEWS), ``extent`` the metres
+    it covers (0: the view's default) and ``gripper`` the finger pads a gripper view draws; channels and shapes
+    follow from the ``HeightmapSpec`` built here (``heightmap_spec``), and all of it must match the package's."""
 
     heightmap_size: int = 64
     workspace: WorkspaceBox = field(default_factory=WorkspaceBox)
+    view: str = "workspace"
+    extent: float = 0.0
+    gripper: GripperFootprint = field(default_factory=GripperFootprint)
     dpos: float = 0.05
     dtheta: float = 0.39269908169872414
+
+    def __post_init__(self) -> None:
+        check_choice("view", self.view, VIEWS)
+        try:
+            HeightmapSpec(self.heightmap_size, self.workspace, self.view)
+        except SpecError as exc:  # one line naming the key
+            raise ConfigError(f"{'heightmap_size' if 'size' in str(exc) else 'workspace'}: {exc}") from None
+        try:
+            self.heightmap_spec()
+        except SpecError as exc:
+            raise ConfigError(f"extent: {exc}") from None
+        if not (math.isfinite(self.dpos) and self.dpos > 0):
+            raise ConfigError(f"dpos: must be a positive number of metres, got {self.dpos}")
+        if not (math.isfinite(self.dtheta) and self.dtheta >= 0):
+            raise ConfigError(f"dtheta: must be a number of radians >= 0 (0: no yaw), got {self.dtheta}")
+
+    def heightmap_spec(self) -> HeightmapSpec:
+        return HeightmapSpec(self.heightmap_size, self.workspace, self.view, self.extent, self.gripper)
 
 
 @dataclass
 class RecordSection:
+    """``keep_depth`` stores each step's raw depth frame too, so the store can be re-projected into another view
+    later (``robot-stack data reproject``); about 0.3 MB a step at 640x480 z16."""
+
     enabled: bool = True
     path: str = "runs/episodes.zarr"
+    keep_depth: bool = False
 
 
 @dataclass
@@ -114,7 +153,7 @@ def make_camera(cfg: RunConfig, arm: Any):
 def robot_parts(cfg: RunConfig, arm: Any) -> tuple[ObservationSpec, ActionSpec, HeightmapSpec]:
     if hasattr(arm, "obs_spec"):
         return arm.obs_spec, arm.action_spec, arm.hm_spec
-    hm = HeightmapSpec(cfg.robot.heightmap_size, cfg.robot.workspace)
+    hm = cfg.robot.heightmap_spec()
     return ObservationSpec.create(hm), ActionSpec(cfg.robot.dpos, cfg.robot.dtheta), hm
 
 
@@ -191,7 +230,8 @@ def run_episodes(cfg: RunConfig, keys: Any = None, log=print) -> list:
 
             recorder = EpisodeRecorder(cfg.record.path, parts[0], parts[1],
                                        {"robot": cfg.arm.kind, "task": cfg.arm.task, "policy": cfg.policy.package,
-                                        "policy_group": spec.group, "policy_family": spec.family})
+                                        "policy_group": spec.group, "policy_family": spec.family},
+                                       keep_depth=cfg.record.keep_depth)
             cleanup.append(recorder.close)
         keys = keys if keys is not None else KeyReader()
         cleanup.append(keys.close)
