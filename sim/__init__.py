@@ -12,7 +12,10 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from sim.gl import use_offscreen_gl
 from sim.variants import VARIANTS
+
+use_offscreen_gl()  # before mujoco, robosuite or OpenGL is imported anywhere (sim/gl.py)
 
 TASKS = ("lift", "stack", "door", "push", "reach")
 TOY_TASKS = ("toy_reach",)

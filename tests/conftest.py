@@ -3,8 +3,11 @@
 import signal
 
 from robot_stack.cli import passive_openmp_threads
+from sim.gl import use_offscreen_gl
 
 passive_openmp_threads()
+# Offscreen MuJoCo without the Makefile's environment, before any test module imports mujoco (a user's MUJOCO_GL wins).
+use_offscreen_gl()
 
 # pytest started in the background of a non-interactive shell (`cmd &`) inherits SIGINT ignored, and so would
 # every job the Ctrl-C tests start, since an ignored signal stays ignored across exec. A terminal's Ctrl-C
