@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from robot_stack.commands import run as run_cmd
+from robot_stack.jobs import run as run_job
 from robot_stack.jobs.run import PolicySource, RunConfig, make_policy, spawn_server
 from robot_stack.runtime.synthetic import default_spec, make_package
 
@@ -119,7 +119,7 @@ def test_the_run_stops_and_reaps_its_server_and_shows_its_output(package, monkey
         spawned.append(spawn_server(*args, **kwargs)[0])
         return spawned[-1], spawned[-1].output.endpoint
 
-    monkeypatch.setattr(run_cmd, "spawn_server", spawn)
+    monkeypatch.setattr(run_job, "spawn_server", spawn)  # make_policy (jobs.run) spawns it
     spec = default_spec(16)
     cfg = RunConfig(policy=PolicySource(package=str(package), spawn_server=True, token_env=TOKEN_ENV))
     cleanup: list = []
