@@ -2,8 +2,6 @@
 PY := .venv/bin/python
 export OMP_NUM_THREADS ?= 2
 export OMP_WAIT_POLICY ?= PASSIVE
-export MUJOCO_GL ?= egl
-export PYOPENGL_PLATFORM ?= egl
 
 .PHONY: setup demo test lint
 
@@ -16,5 +14,7 @@ demo: setup
 test: setup
 	$(PY) -m pytest -q --timeout=900 tests
 
+# ruff, then the import contracts of pyproject.toml (the floors of docs/ARCHITECTURE.md).
 lint: setup
 	$(PY) -m ruff check .
+	.venv/bin/lint-imports

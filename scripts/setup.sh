@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up .venv in the repo root with everything robot-stack needs, on Debian 12 / Python 3.11.
-# Idempotent: a second run only checks. Pins follow docs (DESIGN §5): numpy<2, mujoco 3.3.x,
+# Idempotent: a second run only checks (a changed pyproject.toml or setup.sh reinstalls, e.g. a new dev tool).
+# Pins (docs/ARCHITECTURE.md, "Dependencies"): numpy<2, mujoco 3.3.x,
 # escnn without py3nj (its Fortran build is only needed for SO(3), which we never use).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +34,6 @@ echo "[setup] installing escnn 1.0.11 without py3nj"
 echo "[setup] installing robot-stack and its dependencies"
 "${PIP[@]}" -e ".[all,dev]" "numpy==1.26.4" "torch==2.13.0"
 echo "[setup] (a pip note that escnn requires py3nj is expected: py3nj is left out on purpose, see above)"
-.venv/bin/python -c "import escnn, robosuite, mujoco, pyrealsense2, onnxruntime, zarr, torch, numpy; assert numpy.__version__ < '2'"
+.venv/bin/python -c "import escnn, robosuite, mujoco, pyrealsense2, onnxruntime, zarr, torch, numpy, importlinter; assert numpy.__version__ < '2'"
 echo "$hash" > "$stamp"
 echo "[setup] done: $(.venv/bin/python --version), torch $(.venv/bin/python -c 'import torch; print(torch.__version__)')"
