@@ -1,6 +1,6 @@
 """How symmetric is a network? Equivariance error per layer and end to end, and the relaxed weights.
 
-Equivariance error (DESIGN.md §4): ``E_x max_g |f(rho_in(g) x) - rho_out(g) f(x)|`` with |.| the max-abs over
+Equivariance error (docs/ARCHITECTURE.md): ``E_x max_g |f(rho_in(g) x) - rho_out(g) f(x)|`` with |.| the max-abs over
 the output, averaged over the batch. By default only elements whose action on the image is an exact pixel
 permutation are used (multiples of 90 degrees and mirrors): for the others (45 deg in C8) rotating a pixel
 grid interpolates, and the error would measure the interpolation rather than the network.
