@@ -1,6 +1,6 @@
 """Relaxed convolutions built on escnn's exactly equivariant steerable basis.
 
-* ``RelaxedGroupConv`` — relaxed group convolution (DESIGN.md §4):
+* ``RelaxedGroupConv`` — relaxed group convolution (docs/networks.md):
   ``[f * Psi](g) = sum_h sum_l f(h) w_l(h) Psi_l(g^-1 h)``. The L filter banks Psi_l are exact escnn
   group-convolution filters (R2Conv onto regular fields, so the rotated copies of a bank are exact for every
   element of C_N / D_N, 45 deg included); ``relaxed_weights`` has shape (|G|, L) and starts at 1/(L|G|),
