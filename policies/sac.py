@@ -1,6 +1,6 @@
 """Soft actor-critic over the network families (relaxed / exact / cnn / cnn_aug), in one file.
 
-Reference settings (DESIGN.md §4, equivariant SAC on heightmaps): batch 64, lr 1e-3, gamma 0.99,
+Reference settings (equivariant SAC on heightmaps, docs/ARCHITECTURE.md "Symmetry"): batch 64, lr 1e-3, gamma 0.99,
 tau 1e-2, initial temperature 1e-2, expert episodes seeded, each transition stored with 4 extra
 randomly rotated copies. The actor comes from ``policies.networks.build_actor`` (equivariant
 (dx, dy), invariant rest + log-std), the twin critics from ``build_critic`` (invariant Q); target
