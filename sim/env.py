@@ -1,6 +1,6 @@
 """``ManipulationEnv``: a robosuite task seen through a top-down depth camera, as a gymnasium env.
 
-Frames: everything the env reports is in the stack's world frame (DESIGN.md §3): x/y of the robot's
+Frames: everything the env reports is in the stack's world frame (docs/ARCHITECTURE.md, "Frames"): x/y of the robot's
 default base position, z = 0 at the table top. ``frame_origin`` is that origin in MuJoCo's world.
 
 Besides the gymnasium API, the env offers what a sim-backed ``Arm`` needs:
