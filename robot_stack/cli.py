@@ -1,4 +1,4 @@
-"""The ``robot-stack`` command: one subcommand per job (DESIGN.md §6).
+"""The ``robot-stack`` command: one subcommand per job (README.md, "The jobs").
 
 Each subcommand lives in ``robot_stack/commands/<name>.py`` and exposes ``HELP`` (one line),
 ``add_arguments(parser)`` and ``run(args) -> int``. Command modules import torch, robosuite and
