@@ -1,4 +1,4 @@
-"""The top floor: the jobs a user launches (DESIGN.md §2). Each composes the middle floor (``policies``, ``sim``,
+"""The top floor: the jobs a user launches (docs/ARCHITECTURE.md). Each uses the middle floor (``policies``, ``sim``,
 ``hardware``) over the core; ``robot_stack.commands`` are thin argparse wrappers over these.
 
 train (online SAC in sim), offline (CQL / IQL / BC from recorded episodes), sweep and sweep_offline (grids on Ray),
