@@ -1,6 +1,6 @@
 """The symmetry groups C_N and D_N and how they act on heightmaps, points and actions.
 
-Conventions (DESIGN.md §3), shared by every stage:
+Conventions (docs/ARCHITECTURE.md, "Contracts"), shared by every stage:
 
 * A heightmap ``hm[..., row, col]`` covers the workspace with ``col`` growing with world +x and
   ``row`` growing with world +y, so index space (col, row) has the same handedness as (x, y).
