@@ -1,7 +1,7 @@
 """Depth frame + arm state -> the policy's observation: the one path the sim env and the control loop share.
 
 ``ObservationBuilder(observation_spec, heightmap_spec, projector)(frame, state)`` projects the frame and fills
-every field of the spec. The heightmap spec's view decides the image (DESIGN.md §3):
+every field of the spec. The heightmap spec's view decides the image (docs/ARCHITECTURE.md, "Observation"):
 
 * ``workspace``: one channel, heights above the table over the fixed workspace.
 * ``gripper``: the grid centred on the ee's x/y; channel 0 holds heights relative to the ee (every pixel tells the
