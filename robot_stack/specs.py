@@ -18,7 +18,7 @@ import numpy as np
 # 2: heightmap views (workspace-fixed or gripper-centred: view, extent, channels, gripper footprint)
 SPEC_VERSION = 2
 VIEWS = ("workspace", "gripper")
-GRIPPER_VIEW_SCALE = 1.5  # a gripper-centred map covers 1.5x the workspace (DESIGN.md §4), all of it in sight
+GRIPPER_VIEW_SCALE = 1.5  # a gripper-centred map covers 1.5x the workspace (docs/ARCHITECTURE.md), all of it in sight
 
 
 class SpecError(ValueError):
