@@ -1,4 +1,4 @@
-"""Benchmarks run by ``robot-stack bench AREA`` (DESIGN.md §7).
+"""Benchmarks run by ``robot-stack bench AREA`` (docs/ARCHITECTURE.md, "Benchmarks").
 
 An area is a module ``robot_stack/benchmarks/<area>.py`` with ``run(quick: bool) -> BenchReport``.
 Every speed figure is paired with a baseline measured in the same run.
