@@ -236,7 +236,7 @@ def write_recording(path: str | Path, depth_frames: Sequence[np.ndarray], intrin
     sensor.open(profile)
     sensor.start(queue)
     for i, (img, stamp) in enumerate(zip(depth_frames, timestamps_s, strict=True)):
-        pixels = np.ascontiguousarray(img)  # kept alive until the frame is consumed below (DESIGN.md §5)
+        pixels = np.ascontiguousarray(img)  # kept alive until the frame is consumed below (docs/ARCHITECTURE.md)
         frame = rs.software_video_frame()  # a fresh frame object every time: reusing one corrupts the heap
         frame.pixels = pixels
         frame.bpp = 2
