@@ -1,6 +1,6 @@
 """The per-task pictures of docs/sim.md: the scene, the top-down depth frame and the heightmap the policy sees.
 
-    MUJOCO_GL=egl python -m sim.figures [--out docs/img] [--steps 8] [TASK ...]
+    python -m sim.figures [--out docs/img] [--steps 8] [TASK ...]
 
 Each task is reset with seed 0 and its scripted expert runs ``--steps`` control steps first, so the gripper is
 in view near the objects.
