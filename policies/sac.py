@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from policies.checkpoint import module_state
-from policies.core import Batch, TwinQ, actor_dist, regularization, sample_tanh_gaussian, soft_update
+from policies.core import Batch, TwinQ, actor_dist, frozen, regularization, sample_tanh_gaussian, soft_update
 from policies.data import rotate_batch
 from robot_stack.specs import PolicySpec
 from robot_stack.symmetry import Group
@@ -55,6 +55,7 @@ class SACConfig:
     bc_filter: bool = False  # Q-filter: the BC pull only where Q(s, a_expert) > Q(s, pi(s))
     bc_decay_updates: int = 0  # the BC weight fades linearly to 0 over this many updates; 0 = constant
     demo_fraction: float = 0.0  # share of every batch drawn from the expert transitions; 0 = uniform over the buffer
+    bc_pretrain_updates: int = 0  # behaviour-cloning updates of the actor on the demonstrations before SAC starts
     continuous_rotations: bool = False  # stored rotated copies by random angles instead of group elements
 
     def __post_init__(self) -> None:
@@ -68,8 +69,10 @@ class SACConfig:
         if self.init_temperature <= 0 or self.lr <= 0:
             raise ValueError(f"sac.lr and sac.init_temperature must be positive, got {self.lr}, "
                              f"{self.init_temperature}")
-        if self.random_shift < 0 or self.rotated_copies < 0 or self.bc_weight < 0 or self.bc_decay_updates < 0:
-            raise ValueError("sac.random_shift, rotated_copies, bc_weight and bc_decay_updates must be >= 0")
+        if min(self.random_shift, self.rotated_copies, self.bc_weight, self.bc_decay_updates,
+               self.bc_pretrain_updates) < 0:
+            raise ValueError("sac.random_shift, rotated_copies, bc_weight, bc_decay_updates and bc_pretrain_updates "
+                             "must be >= 0")
         if not 0.0 <= self.demo_fraction <= 1.0:
             raise ValueError(f"sac.demo_fraction must be in [0, 1], got {self.demo_fraction}")
 
@@ -138,6 +141,18 @@ class SAC:
         soft_update(self.critic_target, self.critic, self.cfg.tau)
         return info
 
+    def pretrain_actor(self, demos: dict[str, np.ndarray]) -> float:
+        """One behaviour-cloning step of the actor's deployed action tanh(mean) toward demonstrated actions (the
+        warm start before SAC); returns the loss."""
+        batch = Batch.from_numpy(demos, self.device)
+        mean, _ = self.actor(self._augment(batch.heightmap), batch.vector)
+        loss = ((torch.tanh(mean) - batch.action) ** 2).sum(-1).mean() + regularization(self.actor)
+        self.actor_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self._clip(self.actor)
+        self.actor_opt.step()
+        return float(loss.detach())
+
     def _update_critic(self, hm, vec, act, rew, next_hm, next_vec, disc) -> dict[str, float]:
         with torch.no_grad():
             next_action, next_logp = sample_tanh_gaussian(*actor_dist(self.actor, next_hm, next_vec))
@@ -156,11 +171,8 @@ class SAC:
         action, logp = sample_tanh_gaussian(mean, std)
         # A frozen critic: the actor's gradient only needs the path through the action, and autograd then skips
         # the backward through the critic's encoder (weight gradients that the next critic step discarded).
-        self.critic.requires_grad_(False)
-        try:
+        with frozen(self.critic):
             q1, q2 = self.critic(hm, vec, action)
-        finally:
-            self.critic.requires_grad_(True)
         loss = (self.alpha.detach() * logp - torch.min(q1, q2)).mean() + regularization(self.actor)
         bc = 0.0
         weight = self._bc_weight()

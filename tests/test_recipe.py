@@ -86,3 +86,14 @@ def test_q_filter_and_fading_bc_weight(tmp_path):
     mask = agent._bc_mask(hm, vec, act, expert, q_demo - 1.0)  # the policy's Q below the demo's: pull
     assert mask.sum() == 4
     assert agent._bc_mask(hm, vec, act, expert, q_demo + 1.0).sum() == 0  # policy already better: no pull
+
+
+def test_bc_pretraining_fits_the_demonstrations(tmp_path):
+    net = {"family": "cnn", "group": "C4", "widths": [4, 8], "kernel_sizes": [5, 3], "hidden": 8}
+    trainer = _trainer(tmp_path, expert_episodes=3, expert_noise=0.0, network=net,
+                       sac={"batch_size": 16, "rotated_copies": 0, "bc_pretrain_updates": 100, "lr": 3e-3})
+    trainer.seed_expert_episodes()
+    demos = trainer.buffer.sample(64, demo_fraction=1.0)
+    first = trainer.agent.pretrain_actor(demos)
+    trainer.pretrain_actor()
+    assert trainer.agent.pretrain_actor(demos) < 0.6 * first

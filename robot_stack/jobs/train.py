@@ -215,6 +215,14 @@ class Trainer:
                 kept += 1
         env.close()
 
+    def pretrain_actor(self) -> None:
+        """``sac.bc_pretrain_updates`` behaviour-cloning steps of the actor on the demonstrations (a fresh run only)."""
+        sac = self.cfg.sac
+        for _ in range(sac.bc_pretrain_updates):
+            loss = self.agent.pretrain_actor(self.buffer.sample(sac.batch_size, demo_fraction=1.0))
+        if sac.bc_pretrain_updates:
+            self._log({"train/bc_pretrain_loss": loss})
+
     def _expert_episode(self, env, expert, seed: int) -> tuple[list[Transition], bool]:
         nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
         obs, _ = env.reset(seed=seed)
@@ -258,6 +266,7 @@ class Trainer:
             self.load_checkpoint()
         elif cfg.expert_episodes > 0:
             self.seed_expert_episodes()
+            self.pretrain_actor()
         config.save(cfg, self.dir / "config.yaml")
         provenance.append_record(self.dir / "provenance.jsonl", provenance.record("train", step=self.step))
         self.write_eval_files()  # drops evals of a killed session that its checkpoint never saw
