@@ -8,7 +8,8 @@ nothing here clamps again.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -150,19 +151,39 @@ def deterministic_action(actor: nn.Module, hm: torch.Tensor, vec: torch.Tensor) 
 
 @torch.no_grad()
 def soft_update(target: nn.Module, source: nn.Module, tau: float) -> None:
-    """Polyak averaging of the parameters; buffers (running statistics, cached filters) are copied."""
-    for t, s in zip(target.parameters(), source.parameters(), strict=True):
+    """Polyak averaging of the parameters; buffers (running statistics, cached filters) are copied. The module walk
+    is ``policies.networks.traversal``'s (``parameters()`` costs ~6 ms per escnn network, the lerps ~0.1 ms)."""
+    from policies.networks.traversal import buffers, parameters
+
+    for t, s in zip(parameters(target), parameters(source), strict=True):
         t.lerp_(s, tau)
-    for t, s in zip(target.buffers(), source.buffers(), strict=True):
+    for t, s in zip(buffers(target), buffers(source), strict=True):
         t.copy_(s)
+
+
+@contextmanager
+def frozen(module: nn.Module) -> Iterator[None]:
+    """``module``'s parameters with ``requires_grad`` off inside the block (autograd then builds no graph to them)
+    and on again after it, whatever happens inside."""
+    from policies.networks.traversal import parameters
+
+    params = parameters(module)
+    for p in params:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in params:
+            p.requires_grad_(True)
 
 
 def regularization(module: nn.Module) -> torch.Tensor:
     """The relaxed layers' pull toward equal weights: the sum of ``regularization()`` over the actors and critics
     in ``module`` (0 for the exact and CNN families)."""
     from policies.networks import Actor, Critic
+    from policies.networks.traversal import submodules
 
-    nets = [m for m in module.modules() if isinstance(m, Actor | Critic)]
+    nets = [m for m in submodules(module) if isinstance(m, Actor | Critic)]
     return sum((net.regularization().to(next(net.parameters()).device) for net in nets), torch.zeros(()))
 
 

@@ -20,6 +20,7 @@ from torch import nn
 from .config import NetworkConfig, NetworkError
 from .groups import gspace_for
 from .layers import RelaxedGroupConv, RelaxedSteerableConv
+from .traversal import submodules
 
 
 class GlobalMaxPool(nn.Module):
@@ -141,7 +142,7 @@ class EquivariantEncoder(nn.Module):
         return outs
 
     def relaxed_layers(self) -> list[nn.Module]:
-        return [m for m in self.modules() if isinstance(m, RelaxedGroupConv | RelaxedSteerableConv)]
+        return [m for m in submodules(self) if isinstance(m, RelaxedGroupConv | RelaxedSteerableConv)]
 
     def make_exact(self) -> None:
         """Replace every relaxed conv by its exact projection (``to_exact``)."""
