@@ -170,14 +170,16 @@ class SAC:
         mean, std = actor_dist(self.actor, hm, vec)
         action, logp = sample_tanh_gaussian(mean, std)
         # A frozen critic: the actor's gradient only needs the path through the action, and autograd then skips
-        # the backward through the critic's encoder (weight gradients that the next critic step discarded).
+        # the backward through the critic's encoder (weight gradients that the next critic step discarded). One
+        # encoder pass over s serves Q(s, pi(s)) here and Q(s, a_expert) in the Q-filter.
         with frozen(self.critic):
-            q1, q2 = self.critic(hm, vec, action)
+            features = self.critic.encode(hm)
+            q1, q2 = self.critic.from_features(features, vec, action)
         loss = (self.alpha.detach() * logp - torch.min(q1, q2)).mean() + regularization(self.actor)
         bc = 0.0
         weight = self._bc_weight()
         if expert is not None and act is not None and weight > 0:
-            mask = self._bc_mask(hm, vec, act, expert, torch.min(q1, q2).detach())
+            mask = self._bc_mask(features, vec, act, expert, torch.min(q1, q2).detach())
             if float(mask.sum()) > 0:
                 bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * mask).sum() / mask.sum()
                 loss = loss + weight * bc
@@ -198,12 +200,12 @@ class SAC:
         return self.cfg.bc_weight * max(0.0, 1.0 - self.updates / self.cfg.bc_decay_updates)
 
     @torch.no_grad()
-    def _bc_mask(self, hm, vec, act, expert, q_policy) -> torch.Tensor:
+    def _bc_mask(self, features, vec, act, expert, q_policy) -> torch.Tensor:
         """The expert samples the BC term pulls on: all of them, or (Q-filter) those whose demonstrated action the
-        critic values above the policy's own."""
+        critic values above the policy's own; ``features`` = ``self.critic.encode(hm)``."""
         if not self.cfg.bc_filter:
             return expert
-        q_demo = torch.min(*self.critic(hm, vec, act))
+        q_demo = torch.min(*self.critic.from_features(features, vec, act))
         return expert * (q_demo > q_policy).float()
 
     def _clip(self, module: nn.Module) -> None:

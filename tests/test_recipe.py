@@ -83,9 +83,10 @@ def test_q_filter_and_fading_bc_weight(tmp_path):
     hm, vec = torch.zeros(4, *trainer.spec.observation["heightmap"].shape), torch.zeros(4, 2)
     act, expert = torch.zeros(4, 5), torch.ones(4)
     q_demo = torch.min(*agent.critic(hm, vec, act))
-    mask = agent._bc_mask(hm, vec, act, expert, q_demo - 1.0)  # the policy's Q below the demo's: pull
+    features = agent.critic.encode(hm)
+    mask = agent._bc_mask(features, vec, act, expert, q_demo - 1.0)  # the policy's Q below the demo's: pull
     assert mask.sum() == 4
-    assert agent._bc_mask(hm, vec, act, expert, q_demo + 1.0).sum() == 0  # policy already better: no pull
+    assert agent._bc_mask(features, vec, act, expert, q_demo + 1.0).sum() == 0  # policy already better: no pull
 
 
 def test_bc_pretraining_fits_the_demonstrations(tmp_path):

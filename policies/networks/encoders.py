@@ -19,7 +19,7 @@ from torch import nn
 
 from .config import NetworkConfig, NetworkError
 from .groups import gspace_for
-from .layers import RelaxedGroupConv, RelaxedSteerableConv
+from .layers import RelaxedGroupConv, RelaxedSteerableConv, channels_last
 from .traversal import submodules
 
 
@@ -75,7 +75,7 @@ class CNNEncoder(nn.Module):
         self.out_dim = prev
 
     def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
-        return self.pool(self.body(heightmap))
+        return self.pool(self.body(channels_last(heightmap)))
 
     def stages(self, heightmap: torch.Tensor) -> list[torch.Tensor]:
         outs, x = [], heightmap
@@ -129,7 +129,7 @@ class EquivariantEncoder(nn.Module):
         self.pool = Squeeze() if cfg.end == "valid" else GlobalMaxPool()
 
     def forward(self, heightmap: torch.Tensor) -> torch.Tensor:
-        x = enn.GeometricTensor(heightmap, self.in_type)
+        x = enn.GeometricTensor(channels_last(heightmap), self.in_type)
         for block in self.blocks:
             x = block(x)
         return self.pool(x.tensor)

@@ -24,6 +24,20 @@ from torch import nn
 
 from .config import NetworkError
 
+# On the CPU, convolutions and 2x2 max-pools over channels-last (NHWC) maps ran 1.4-1.6x faster per SAC update than
+# over NCHW ones at these layer sizes (docs/results/training.md, "Where an update's time goes"): the same sums, equal
+# to float rounding (tests/test_sac_speed.py). The encoders hand their input over in this layout; a one-channel
+# input is NCHW and NHWC at once (torch keeps it NCHW), so the relaxed convs also pass their output through it.
+# Exported networks and GPU tensors keep torch's default layout. False: NCHW everywhere.
+CHANNELS_LAST = True
+
+
+def channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the channels-last layout on the CPU (a no-op when it already is), as it is elsewhere."""
+    if CHANNELS_LAST and x.device.type == "cpu" and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
+
 
 def _field_kind(field_type: enn.FieldType) -> str:
     reps = field_type.representations
@@ -76,7 +90,7 @@ class _RelaxedConvBase(enn.EquivariantModule):
         if x.type != self.in_type:
             raise NetworkError(f"{type(self).__name__}: input field type does not match the layer's")
         out = torch.nn.functional.conv2d(x.tensor, self._weight(), self.expanded_bias(), padding=self.padding)
-        return enn.GeometricTensor(out, self.out_type)
+        return enn.GeometricTensor(channels_last(out), self.out_type)
 
     def evaluate_output_shape(self, input_shape):
         side = [n + 2 * self.padding - self.kernel_size + 1 for n in input_shape[2:]]
