@@ -29,21 +29,19 @@ def submodules(module: nn.Module) -> list[nn.Module]:
 
 def parameters(module: nn.Module) -> list[nn.Parameter]:
     """``list(module.parameters())``, through ``submodules``."""
-    out, seen = [], set()
-    for m in submodules(module):
-        for p in m._parameters.values():
-            if p is not None and id(p) not in seen:
-                seen.add(id(p))
-                out.append(p)
-    return out
+    return _tensors(module, "_parameters")
 
 
 def buffers(module: nn.Module) -> list:
     """Every buffer under ``module`` (each once), through ``submodules``."""
+    return _tensors(module, "_buffers")
+
+
+def _tensors(module: nn.Module, registry: str) -> list:
     out, seen = [], set()
     for m in submodules(module):
-        for b in m._buffers.values():
-            if b is not None and id(b) not in seen:
-                seen.add(id(b))
-                out.append(b)
+        for tensor in getattr(m, registry).values():
+            if tensor is not None and id(tensor) not in seen:
+                seen.add(id(tensor))
+                out.append(tensor)
     return out
