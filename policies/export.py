@@ -26,6 +26,9 @@ from robot_stack.symmetry import Group, act_on_action, act_on_image
 
 EXPORT_VERSION = 1
 PARITY_TOL = 1e-4
+# float32 rounding in a trained network's larger activations reaches ~1e-4 on rotated inputs (measured 1.1e-4 on an
+# exact C4 actor after 8000 BC updates); a network that is not equivariant misses by orders of magnitude more
+EQUIVARIANCE_TOL = 1e-3
 OPSET = 17
 
 
@@ -114,7 +117,7 @@ def pixel_permutation_elements(group: Group):
 
 def verify_export(path: str | Path, actor: Actor, spec: PolicySpec, batch: int = 4) -> dict[str, float]:
     """onnx.checker, onnxruntime-vs-torch parity (<= 1e-4 or NetworkError) and an equivariance spot check
-    (exact family: <= 1e-4 or NetworkError; relaxed families: reported)."""
+    (exact family: <= EQUIVARIANCE_TOL or NetworkError; relaxed families: reported)."""
     import onnx
     import onnxruntime as ort
 
@@ -132,8 +135,8 @@ def verify_export(path: str | Path, actor: Actor, spec: PolicySpec, batch: int =
             rotated = session.run(["action"], {"heightmap": act_on_image(g, hm), "gripper": vec})[0]
             errs.append(float(np.abs(rotated - act_on_action(g, got)).max()))
         out["equivariance_max_abs"] = max(errs)
-        if actor.family == "exact" and not max(errs) <= PARITY_TOL:
-            raise NetworkError(f"exported exact actor is not equivariant: error {max(errs):.3g} > {PARITY_TOL}")
+        if actor.family == "exact" and not max(errs) <= EQUIVARIANCE_TOL:
+            raise NetworkError(f"exported exact actor is not equivariant: error {max(errs):.3g} > {EQUIVARIANCE_TOL}")
     return out
 
 

@@ -79,3 +79,33 @@ def test_transitions_refuses_an_existing_store(tmp_path):
     EpisodeRecorder(out, crashtest.OBS_SPEC, crashtest.ACTION_SPEC).close()
     with pytest.raises(ConfigError, match="already holds a store"):
         collect(CollectJob(task="reach", out=str(out), transitions=20))
+
+
+def test_expert_labels_record_the_experts_action_where_the_policy_goes(tmp_path):
+    """label=expert: a policy drives, the store holds the scripted expert's action at each visited state (DAgger)."""
+    pytest.importorskip("robosuite")
+    import sim
+    from robot_stack.runtime.synthetic import make_package
+    from robot_stack.specs import PolicySpec
+
+    env = sim.make_env("push", heightmap_size=16)
+    package = make_package(tmp_path / "p.onnx", PolicySpec(*env.policy_spec_parts, group="C4", family="synthetic"),
+                           kind="linear")
+    env.close()
+    out = tmp_path / "dagger.zarr"
+    job = CollectJob(task="push", out=str(out), episodes=1, max_steps=4, policy=str(package), label="expert",
+                     noise=0.0, sim={"heightmap_size": 16})
+    collect(job)
+    recorded = EpisodeDataset(out).episode(0).action
+    replay = sim.make_env("push", heightmap_size=16)
+    expert = sim.make_expert("push", replay, seed=0)
+    from robot_stack.runtime.package import load_policy_package
+
+    policy = load_policy_package(package)
+    obs, _ = replay.reset(seed=0)
+    for step_action in recorded:
+        np.testing.assert_allclose(step_action, expert.act(obs, replay), atol=1e-6)  # the expert's label
+        obs, *_ = replay.step(policy.act(obs))  # ... at the states the policy's own actions lead to
+    replay.close()
+    with pytest.raises(ConfigError, match="label"):
+        CollectJob(task="push", label="expert")  # relabelling needs a policy to drive

@@ -13,6 +13,7 @@ Examples:
   robot-stack collect collect_lift                               # launch/collect_lift.yaml
   robot-stack collect collect_push episodes=50 noise=0.2 out=runs/push.zarr
   robot-stack collect collect_lift policy=runs/lift.onnx policy_id=lift-relaxed policy_version=3
+  robot-stack collect collect_push policy=runs/push.onnx label=expert   # DAgger: the expert labels the policy's states
   robot-stack collect collect_offline task=stack transitions=500   # runs/datasets/stack_500.zarr
 
 Episode i is reset with seed + i; the seed, the sim config and the initial layout go into the

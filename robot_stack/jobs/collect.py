@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 
 import sim
-from robot_stack.config import ConfigError
+from robot_stack.config import ConfigError, check_choice
+
+LABELS = ("policy", "expert")  # what a step records: the executed action, or the scripted expert's at that state
 
 
 @dataclass
@@ -26,6 +28,9 @@ class CollectJob:
     record_depth: bool = False  # also store the raw depth frame of every step
     policy_id: str = ""
     policy_version: str = ""
+    # "expert" with an .onnx policy: the policy acts, the scripted expert's action at each visited state is what gets
+    # recorded (DAgger-style relabelling, for behaviour cloning; the rewards follow the executed actions)
+    label: str = "policy"
     sim: dict[str, Any] = field(default_factory=dict)  # sim.config.SimConfig keys
 
     def __post_init__(self) -> None:
@@ -33,6 +38,9 @@ class CollectJob:
             raise ValueError(f"episodes must be >= 1, max_steps and transitions >= 0; got {self.episodes}, "
                              f"{self.max_steps}, {self.transitions}")
         noise_levels(self)
+        check_choice("label", self.label, LABELS)
+        if self.label == "expert" and self.policy == "expert":
+            raise ConfigError("label: expert relabels the states a policy visits: set policy to an .onnx package")
         if "seed" in self.sim:
             raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
         sim.env_config(self.task, self.sim, "sim")
@@ -57,11 +65,12 @@ def collect(job: CollectJob) -> dict[str, Any]:
     env = sim.make_env(job.task, **job.sim)
     obs_spec, action_spec, hm_spec = env.policy_spec_parts
     act, policy_meta = _policy(job, env, obs_spec, action_spec, hm_spec)
+    label = _expert_labels(job, env) if job.label == "expert" else None
     meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
-            "heightmap": hm_spec.to_dict(), **policy_meta}
+            "heightmap": hm_spec.to_dict(), "label": job.label, **policy_meta}
     with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait", keep_depth=job.record_depth) as rec:
-        successes, steps, transitions = record_episodes(env, rec, act, job, levels)
+        successes, steps, transitions = record_episodes(env, rec, act, job, levels, label)
         rec.flush()
         committed = rec.stats["episodes_committed"]
     env.close()
@@ -69,7 +78,8 @@ def collect(job: CollectJob) -> dict[str, Any]:
             "success_rate": float(np.mean(successes)), "out": out}
 
 
-def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[float]) -> tuple[list[bool], int, int]:
+def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[float], label: Any = None
+                    ) -> tuple[list[bool], int, int]:
     """Episodes until ``job.episodes`` (or ``job.transitions`` when set); (successes, steps, transitions)."""
     from rich.progress import Progress
 
@@ -81,7 +91,7 @@ def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[
             left = job.transitions - transitions if job.transitions else None
             if (left is None and i >= job.episodes) or left == 0:
                 break
-            ok, n, t = _episode(env, rec, act, job, job.seed + i, levels[i % len(levels)], left)
+            ok, n, t = _episode(env, rec, act, job, job.seed + i, levels[i % len(levels)], left, label)
             successes.append(ok)
             steps, transitions = steps + n, transitions + t
             idle = 0 if t else idle + 1
@@ -129,10 +139,13 @@ def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec:
 
 
 def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: float,
-             left: int | None) -> tuple[bool, int, int]:
-    """One episode; ``left``: transitions still wanted (None: no limit). Returns (success, steps, transitions)."""
+             left: int | None, label: Any = None) -> tuple[bool, int, int]:
+    """One episode; ``left``: transitions still wanted (None: no limit); ``label``: what to record instead of the
+    executed action (None: the executed action). Returns (success, steps, transitions)."""
     obs, info = env.reset(seed=seed)
     act(obs, reset=True, noise=noise)
+    if label is not None:
+        label(obs, reset=True)
     rec.start_episode({"seed": seed, "layout": info.get("layout"), "noise": noise})
     horizon = job.max_steps or int(getattr(env, "horizon", 0) or 10**9)
     # Stopping after step k without a terminal gives k - 1 transitions, so left + 1 steps can give left.
@@ -144,6 +157,7 @@ def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: fl
         t0 = time.perf_counter()
         action = act(obs)
         latency = time.perf_counter() - t0
+        recorded = action if label is None else label(obs)
         next_obs, reward, terminated, truncated, info = env.step(action)
         if terminated and left is not None and k > left:
             cut = True  # a terminal step here would make left + 1: drop it, the next episode fills the gap
@@ -153,7 +167,7 @@ def _episode(env: Any, rec: Any, act: Any, job: CollectJob, seed: int, noise: fl
             extra["depth"] = depth
         if arm is not None:
             extra["arm"] = arm
-        rec.add_step(obs, action, float(reward), extra)
+        rec.add_step(obs, recorded, float(reward), extra)
         obs, n, terminal, success = next_obs, k, bool(terminated), bool(info.get("success", False))
         if terminated or truncated:
             break
@@ -169,3 +183,17 @@ def observed_arm(env: Any) -> np.ndarray | None:
 
     state = env.observed_arm_state() if hasattr(env, "observed_arm_state") else None
     return None if state is None else arm_vector(state)
+
+
+def _expert_labels(job: CollectJob, env: Any):
+    """The scripted expert's noise-free action at each state the policy visits (it reads the sim's state, and keeps
+    its own phase from step to step, so it is called once per step)."""
+    expert = sim.make_expert(job.task, env, seed=job.seed)
+
+    def label(obs: dict[str, np.ndarray], reset: bool = False) -> np.ndarray:
+        if reset:
+            expert.reset()
+            return np.zeros(0)
+        return expert.act(obs, env)
+
+    return label
