@@ -22,9 +22,13 @@ class BCConfig:
     max_grad_norm: float = 0.0  # 0: no clipping
 
 
-def bc_loss(mean_pre_tanh: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-    """Squared error summed over action dims, averaged over the batch."""
-    return ((torch.tanh(mean_pre_tanh) - action) ** 2).sum(-1).mean()
+def bc_loss(mean_pre_tanh: torch.Tensor, action: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Squared error of the deployed action tanh(mean) summed over action dims, averaged over the batch (weighted by
+    ``weights`` [B] when given, e.g. a mask of the samples to clone)."""
+    per_sample = ((torch.tanh(mean_pre_tanh) - action) ** 2).sum(-1)
+    if weights is None:
+        return per_sample.mean()
+    return (per_sample * weights).sum() / weights.sum()
 
 
 class BC:

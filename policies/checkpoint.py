@@ -184,6 +184,12 @@ def _check_plain(value: Any, where: str) -> None:
                         f"numbers, strings, lists and dicts only (convert it, e.g. float() or .tolist())")
 
 
+def load_module_state(module: nn.Module, state: StateDict) -> None:
+    """Load a ``module_state`` state dict: in train mode, where escnn keeps no expanded-filter buffers."""
+    module.train(True)
+    module.load_state_dict(state)
+
+
 def module_state(module: nn.Module) -> StateDict:
     """``module``'s state dict taken in train mode (escnn's eval-mode caches are not weights)."""
     mode = module.training

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from policies.checkpoint import module_state
+from policies.bc import bc_loss
+from policies.checkpoint import load_module_state, module_state
 from policies.core import Batch, TwinQ, actor_dist, frozen, regularization, sample_tanh_gaussian, soft_update
 from policies.data import rotate_batch
 from robot_stack.specs import PolicySpec
@@ -146,7 +147,7 @@ class SAC:
         warm start before SAC); returns the loss."""
         batch = Batch.from_numpy(demos, self.device)
         mean, _ = self.actor(self._augment(batch.heightmap), batch.vector)
-        loss = ((torch.tanh(mean) - batch.action) ** 2).sum(-1).mean() + regularization(self.actor)
+        loss = bc_loss(mean, batch.action) + regularization(self.actor)
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         self._clip(self.actor)
@@ -181,7 +182,7 @@ class SAC:
         if expert is not None and act is not None and weight > 0:
             mask = self._bc_mask(features, vec, act, expert, torch.min(q1, q2).detach())
             if float(mask.sum()) > 0:
-                bc = (((torch.tanh(mean) - act) ** 2).sum(-1) * mask).sum() / mask.sum()
+                bc = bc_loss(mean, act, mask)
                 loss = loss + weight * bc
         self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -224,8 +225,7 @@ class SAC:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for name, module in (("actor", self.actor), ("critic", self.critic), ("critic_target", self.critic_target)):
-            module.train(True)  # the state dicts are train-mode ones (module_state)
-            module.load_state_dict(state[name])
+            load_module_state(module, state[name])
         with torch.no_grad():
             self.log_alpha.copy_(state["log_alpha"].to(self.device))
         self.actor_opt.load_state_dict(state["actor_opt"])

@@ -65,7 +65,8 @@ def collect(job: CollectJob) -> dict[str, Any]:
     env = sim.make_env(job.task, **job.sim)
     obs_spec, action_spec, hm_spec = env.policy_spec_parts
     act, policy_meta = _policy(job, env, obs_spec, action_spec, hm_spec)
-    label = _expert_labels(job, env) if job.label == "expert" else None
+    # the expert labels with no noise: reset(noise=0.0) is what _episode calls on it
+    label = _expert_actor(job, env) if job.label == "expert" else None
     meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
             "heightmap": hm_spec.to_dict(), "label": job.label, **policy_meta}
@@ -104,16 +105,7 @@ def record_episodes(env: Any, rec: Any, act: Any, job: CollectJob, levels: list[
 
 def _policy(job: CollectJob, env: Any, obs_spec: Any, action_spec: Any, hm_spec: Any):
     if job.policy == "expert":
-        expert = sim.make_expert(job.task, env, seed=job.seed)
-
-        def act_expert(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
-            if reset:
-                expert.reset()
-                expert.noise = noise
-                return np.zeros(0)
-            return expert.act(obs, env)
-
-        return act_expert, {"policy_id": job.policy_id or f"expert-{job.task}",
+        return _expert_actor(job, env), {"policy_id": job.policy_id or f"expert-{job.task}",
                             "policy_version": job.policy_version or "scripted", "noise": job.noise}
     from robot_stack.runtime.package import load_policy_package
 
@@ -185,15 +177,16 @@ def observed_arm(env: Any) -> np.ndarray | None:
     return None if state is None else arm_vector(state)
 
 
-def _expert_labels(job: CollectJob, env: Any):
-    """The scripted expert's noise-free action at each state the policy visits (it reads the sim's state, and keeps
-    its own phase from step to step, so it is called once per step)."""
+def _expert_actor(job: CollectJob, env: Any):
+    """The scripted expert as ``act(obs, reset=False, noise=0.0)``: it reads the sim's state and keeps its own phase
+    from step to step, so it is called once per step, whether it drives or only labels the states a policy visits."""
     expert = sim.make_expert(job.task, env, seed=job.seed)
 
-    def label(obs: dict[str, np.ndarray], reset: bool = False) -> np.ndarray:
+    def act(obs: dict[str, np.ndarray], reset: bool = False, noise: float = 0.0) -> np.ndarray:
         if reset:
             expert.reset()
+            expert.noise = noise
             return np.zeros(0)
         return expert.act(obs, env)
 
-    return label
+    return act

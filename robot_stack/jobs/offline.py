@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 import sim
-from policies.checkpoint import module_state, read_checkpoint, write_checkpoint
+from policies.checkpoint import load_module_state, module_state, read_checkpoint, write_checkpoint
 from policies.core import Algorithm, Batch, pick_device
 from policies.data import batches, load_datasets
 from policies.export import export_actor
@@ -143,21 +143,15 @@ def load_init(algo: Algorithm, path: str | Path, spec: PolicySpec) -> list[str]:
     diffs = mismatches(ckpt.spec.to_dict(), spec.to_dict())
     if diffs:
         raise SpecError(f"{path}: checkpoint spec differs from this job's: " + "; ".join(diffs))
-    _load(algo.actor, ckpt.module("actor", path))
+    load_module_state(algo.actor, ckpt.module("actor", path))
     loaded = ["actor"]
     modules = algo.modules()
     critic = ckpt.modules.get("critic")
     if critic is not None and "critic" in modules and all(key.startswith("heads.") for key in critic):
-        _load(modules["critic"], critic)
-        _load(modules["target_critic"], critic)
+        load_module_state(modules["critic"], critic)
+        load_module_state(modules["target_critic"], critic)
         loaded.append("critic")
     if "value" in modules and "value" in ckpt.modules:
-        _load(modules["value"], ckpt.modules["value"])
+        load_module_state(modules["value"], ckpt.modules["value"])
         loaded.append("value")
     return loaded
-
-
-def _load(module: torch.nn.Module, weights: dict[str, torch.Tensor]) -> None:
-    """Checkpoints hold train-mode state dicts (escnn adds its expanded filters as buffers outside train mode)."""
-    module.train(True)
-    module.load_state_dict(weights)
