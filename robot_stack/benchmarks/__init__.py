@@ -99,3 +99,19 @@ def time_calls(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> np.ndarr
 def percentiles_ms(samples_s: np.ndarray) -> tuple[float, float]:
     """(p50, p99) in milliseconds."""
     return float(np.percentile(samples_s, 50) * 1e3), float(np.percentile(samples_s, 99) * 1e3)
+
+
+def positive_option(options: list[str], area: str, key: str, default: float, cast: Callable[[str], float] = float
+                    ) -> float:
+    """The one ``key=N`` option (N > 0) an area takes, or ``default``; anything else is refused, naming the valid
+    form."""
+    value = default
+    for item in options:
+        name, _, raw = item.partition("=")
+        try:
+            value = cast(raw) if name == key else float("nan")
+        except ValueError:
+            value = float("nan")
+        if not value > 0:
+            raise ValueError(f"bench {area}: unknown option {item!r}; valid: {key}=N (N > 0)")
+    return value

@@ -14,23 +14,10 @@ import time
 
 import numpy as np
 
-from robot_stack.benchmarks import BenchReport
+from robot_stack.benchmarks import BenchReport, positive_option
 
 RATE_HZ = 500.0
 TARGET_FRACTION = 0.2
-
-
-def _parse_options(options: list[str], quick: bool) -> float:
-    seconds = 10.0 if quick else 60.0
-    for item in options:
-        key, _, value = item.partition("=")
-        try:
-            seconds = float(value) if key == "seconds" else float("nan")
-        except ValueError:
-            seconds = float("nan")
-        if not seconds > 0:
-            raise ValueError(f"bench arm: unknown option {item!r}; valid: seconds=N (N > 0)")
-    return seconds
 
 
 def _driver_periods(seconds: float) -> np.ndarray:
@@ -84,7 +71,7 @@ def _add_jitter(report: BenchReport, tag: str, periods: np.ndarray) -> None:
 
 
 def run(quick: bool, options: list[str]) -> BenchReport:
-    seconds = _parse_options(options, quick)
+    seconds = positive_option(options, "arm", "seconds", 10.0 if quick else 60.0)
     report = BenchReport("arm")
     report.notes.append(f"UR driver streaming thread at {RATE_HZ:g} Hz against the controller double (real clock), "
                         f"with a 10 Hz loop calling apply, {seconds:g} s; baseline: a bare thread sleeping to the "

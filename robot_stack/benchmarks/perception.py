@@ -11,20 +11,10 @@ import math
 
 import numpy as np
 
-from robot_stack.benchmarks import BenchReport, percentiles_ms, time_calls
+from robot_stack.benchmarks import BenchReport, percentiles_ms, positive_option, time_calls
 
 TARGET_P50_MS = 1.0
 TARGET_RATIO = 5.0
-
-
-def _parse_options(options: list[str], quick: bool) -> int:
-    repeats = 200 if quick else 2000
-    for item in options:
-        key, _, value = item.partition("=")
-        if key != "repeats" or not value.isdigit() or int(value) < 1:
-            raise ValueError(f"bench perception: unknown option {item!r}; valid: repeats=N (N >= 1)")
-        repeats = int(value)
-    return repeats
 
 
 def run(quick: bool, options: list[str]) -> BenchReport:
@@ -34,7 +24,7 @@ def run(quick: bool, options: list[str]) -> BenchReport:
     from robot_stack.perception.synthetic import Box, Scene
     from robot_stack.specs import CameraIntrinsics, CameraSpec, HeightmapSpec, WorkspaceBox, look_down_pose
 
-    repeats = _parse_options(options, quick)
+    repeats = int(positive_option(options, "perception", "repeats", 200 if quick else 2000, int))
     camera = CameraSpec.create(CameraIntrinsics(615.0, 615.0, 319.5, 239.5, 640, 480, 0.001),
                                look_down_pose((0.5, 0.0, 0.6)), "bench")
     scene = Scene(0.0, (Box(0.45, -0.05, 0.06, 0.04, 0.05, math.radians(30)), Box(0.58, 0.08, 0.05, 0.05, 0.12)))
