@@ -38,7 +38,7 @@ class TaskDefaults:
 
 TASK_DEFAULTS = {
     "reach": TaskDefaults(horizon=25, dpos=0.05),
-    "push": TaskDefaults(horizon=60, dpos=0.04),
+    "push": TaskDefaults(horizon=80, dpos=0.04),  # the expert needs up to ~75 steps when it re-lines behind the cube
     "lift": TaskDefaults(horizon=50, dpos=0.05),
     "stack": TaskDefaults(horizon=80, dpos=0.05),
     "door": TaskDefaults(horizon=80, dpos=0.04),
