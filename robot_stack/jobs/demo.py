@@ -1,62 +1,223 @@
-"""The demo job: the whole stack on its embedded defaults, in sim, on a laptop.
+"""The demo job: the stack teaching a robot a task in sim, end to end, on a laptop's CPU.
 
-collect expert episodes -> train a relaxed-equivariant policy -> export ONNX -> serve it -> run the sim robot through
-the server with the recorder on -> fine-tune offline on the recorded episodes -> report (table + PNGs)."""
+expert demonstrations -> behaviour-cloning pre-training -> online relaxed-equivariant SAC (the train job's
+``Trainer`` on ``launch/train_<task>.yaml``, at demo size) -> export ONNX -> serve it -> run the sim robot through the
+server with the recorder on -> fine-tune offline (IQL) on the recorded episodes -> report (table + PNGs).
+The baselines (a random policy, the scripted expert) run meanwhile in a second process, on the second core.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-import sim
-from policies.networks import FAMILIES
-from robot_stack import config
-from robot_stack.plotting import pyplot
+import numpy as np
+
+from robot_stack import config, provenance
+from robot_stack.plotting import StripFrame, episode_strip, latency_histogram, learning_curve, weight_grid
 from robot_stack.runtime.control import LoopConfig
-from robot_stack.symmetry import Group, GroupError
+
+DEMO_TASKS = ("push", "lift")
+SIZES = ("env_steps", "expert_episodes", "bc_pretrain_updates", "eval_every", "eval_episodes", "collect_episodes",
+         "robot_episodes", "finetune_steps")
+# Sized so the default run (push) ends within 10 minutes on 2 CPU cores: docs/results/demo.md has the timings.
+TASK_SIZES: dict[str, dict[str, int]] = {
+    "push": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 500,
+             "eval_episodes": 30, "collect_episodes": 30, "robot_episodes": 20, "finetune_steps": 400},
+    "lift": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 500,
+             "eval_episodes": 30, "collect_episodes": 30, "robot_episodes": 20, "finetune_steps": 400},
+}
+QUICK = {"env_steps": 300, "expert_episodes": 5, "bc_pretrain_updates": 200, "eval_every": 150, "eval_episodes": 5,
+         "collect_episodes": 5, "robot_episodes": 3, "finetune_steps": 40}
+SEED_OFFSETS = {"collect": 30_000, "robot": 20_000}  # away from the train job's expert and eval seeds
+STRIP_FRAMES = 6
+CUBE_SIZE_M = 0.042  # the push and lift cube's edge (robosuite draws 4.0-4.4 cm)
 
 
 @dataclass
 class DemoConfig:
-    task: str = "reach"
-    heightmap_size: int = 64
-    family: str = "relaxed"
-    group: str = "C4"
-    expert_episodes: int = 30
-    expert_noise: float = 0.2
-    train_steps: int = 800
-    finetune_steps: int = 300
-    batch_size: int = 32
-    eval_episodes: int = 20
-    robot_episodes: int = 10
-    rate_hz: float = 10.0
+    task: str = "push"
+    # the sizes; None: the task's (TASK_SIZES)
+    env_steps: int | None = None  # online SAC environment steps
+    expert_episodes: int | None = None  # successful scripted demonstrations in SAC's buffer
+    bc_pretrain_updates: int | None = None  # behaviour-cloning updates of the actor before SAC
+    eval_every: int | None = None  # env steps between evaluations
+    eval_episodes: int | None = None  # per evaluation, on the train job's fixed eval layouts
+    collect_episodes: int | None = None  # scripted-expert episodes recorded: the expert line, and fine-tuning data
+    robot_episodes: int | None = None  # sim robot episodes through the policy server
+    finetune_steps: int | None = None  # IQL updates on the recorded episodes
+    rate_hz: float = 20.0  # control loop rate of the robot run (the sim's control period is 50 ms)
     seed: int = 0
+    train: dict[str, Any] = field(default_factory=dict)  # more overrides of launch/train_<task>.yaml, e.g. sac.lr
     out: str = ""  # default runs/demo-<time>
-    step_budget_s: float = 180.0  # a step that takes longer than this is reported as running long
+    budget_s: float = 600.0  # a run longer than this is reported as over budget
 
     def __post_init__(self) -> None:
-        config.check_choice("task", self.task, sim.TASKS)
-        config.check_choice("family", self.family, FAMILIES)
-        try:
-            Group.parse(self.group)
-        except GroupError as exc:
-            raise config.ConfigError(f"group: {exc}") from exc
-        for key in COUNTS:
-            if getattr(self, key) < 1:
-                raise config.ConfigError(f"{key}: must be at least 1, got {getattr(self, key)}")
+        config.check_choice("task", self.task, DEMO_TASKS)
+        for key in SIZES:
+            if getattr(self, key) is None:
+                setattr(self, key, TASK_SIZES[self.task][key])
+            least = 0 if key == "bc_pretrain_updates" else 1
+            if getattr(self, key) < least:
+                raise config.ConfigError(f"{key}: must be at least {least}, got {getattr(self, key)}")
         LoopConfig(rate_hz=self.rate_hz)
 
 
-COUNTS = ("heightmap_size", "expert_episodes", "train_steps", "finetune_steps", "batch_size", "eval_episodes",
-          "robot_episodes")
+def demo_config(task: str, quick: bool, overrides: list[str]) -> DemoConfig:
+    """The command's config: the task's sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides."""
+    return config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
 
 
-QUICK = {"expert_episodes": 12, "train_steps": 250, "finetune_steps": 60, "eval_episodes": 8,
-         "robot_episodes": 3, "rate_hz": 20.0, "batch_size": 32}
+def train_config(cfg: DemoConfig, out: Path) -> Any:
+    """``launch/train_<task>.yaml`` at the demo's size, training into ``out``."""
+    from robot_stack.jobs.train import TrainConfig
 
+    sized = {"total_steps": cfg.env_steps, "expert_episodes": cfg.expert_episodes, "eval_every": cfg.eval_every,
+             "eval_episodes": cfg.eval_episodes, "seed": cfg.seed, "sac": {"bc_pretrain_updates":
+             cfg.bc_pretrain_updates}, "out_dir": str(out), "resume": False, "progress": False,
+             "tensorboard": False, "export_onnx": True,
+             # one checkpoint, at the end: each one writes the whole replay buffer
+             "checkpoint_every": cfg.env_steps + 1}
+    data = config.read_yaml(config.LAUNCH_DIR / f"train_{cfg.task}.yaml")
+    return config.build(TrainConfig, _merged(_merged(data, sized), cfg.train), "train")
+
+
+def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = _merged(out[key], value) if both else value
+    return out
+
+
+# -- the baselines, in a second process ------------------------------------------------------------------------
+
+def baselines(task: str, env_cfg: dict[str, Any], eval_episodes: int, collect_episodes: int, seed: int,
+              out: str) -> dict[str, Any]:
+    """A random policy on the train job's eval layouts, and scripted-expert episodes recorded to ``out``."""
+    with open(Path(out).parent / "baselines.log", "w") as log, contextlib.redirect_stdout(log), \
+            contextlib.redirect_stderr(log):  # the parent's terminal shows the training progress
+        import sim
+        from robot_stack.jobs.collect import CollectJob, collect
+        from robot_stack.jobs.evaluation import evaluate, random_policy
+
+        env = sim.make_env(task, **env_cfg)
+        random = evaluate(random_policy(env, seed), env, eval_episodes, seed)
+        env.close()
+        expert = collect(CollectJob(task=task, out=out, episodes=collect_episodes, noise=0.0,
+                                    seed=seed + SEED_OFFSETS["collect"], sim=env_cfg))
+    return {"random": random, "expert": expert}
+
+
+# -- the live view over the training job -------------------------------------------------------------------------
+
+class TrainingView:
+    """A live progress display over a running ``Trainer``: its phase, steps, steps per second, the success of the
+    last training episodes and the last evaluation. It reads the trainer from a thread (train.py's own bar shows
+    neither a rate nor the pre-training), and keeps the training episodes' success for the learning curve."""
+
+    def __init__(self, trainer: Any, console: Any) -> None:
+        self.trainer = trainer
+        self.console = console
+        self.pretrained = _count_calls(trainer.agent, "pretrain_actor")
+        self.live: list[tuple[int, float]] = []
+        self.sac_started: float | None = None
+        self.sac_ended: float | None = None
+        self._episodes = 0
+        self._tasks: dict[str, Any] = {}
+        self._stop = threading.Event()
+
+    def __enter__(self) -> TrainingView:
+        self.progress = _progress(self.console)
+        self.progress.start()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.refresh()
+        self.progress.stop()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(0.5):
+            with contextlib.suppress(RuntimeError):  # the trainer's deque changed while read: next time
+                self.refresh()
+
+    def refresh(self) -> None:
+        tr = self.trainer
+        self._show("expert demonstrations", None, tr.expert_steps, "steps")
+        if self.pretrained[0] or tr.step:
+            self._show("BC pre-training", tr.cfg.sac.bc_pretrain_updates, self.pretrained[0], "updates")
+        if tr.step == 0:
+            return
+        self.sac_started = self.sac_started or time.perf_counter()
+        if tr.step >= tr.cfg.total_steps:
+            self.sac_ended = self.sac_ended or time.perf_counter()
+        self._record_live()
+        last = f"{tr.evals[-1]['success_rate']:.0%} at {tr.evals[-1]['step']}" if tr.evals else "-"
+        status = f"success so far {self._live_text()}  eval {last}"
+        self._show("online SAC", tr.cfg.total_steps, tr.step, "env steps", status)
+
+    def _record_live(self) -> None:
+        if self.trainer.episodes != self._episodes and self.trainer.recent:
+            self._episodes = self.trainer.episodes
+            self.live.append((self.trainer.step, float(np.mean(list(self.trainer.recent)))))
+
+    def _live_text(self) -> str:
+        recent = list(self.trainer.recent)
+        return f"{np.mean(recent):.0%} (last {len(recent)} episodes)" if recent else "-"
+
+    def _show(self, name: str, total: int | None, done: int, unit: str, status: str = "") -> None:
+        if name not in self._tasks:  # a new phase: the earlier ones are over
+            for task in self.progress.tasks:
+                if not task.finished:
+                    self.progress.update(task.id, total=task.completed)
+            self._tasks[name] = self.progress.add_task(name, total=total, unit=unit, status="")
+        self.progress.update(self._tasks[name], completed=done, status=status)
+
+    @property
+    def sac_seconds(self) -> float | None:
+        if self.sac_started is None:
+            return None
+        return (self.sac_ended or time.perf_counter()) - self.sac_started
+
+
+def _count_calls(obj: Any, name: str) -> list[int]:
+    """Wrap ``obj.name`` so each call adds one to the returned counter."""
+    counter = [0]
+    method = getattr(obj, name)
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        counter[0] += 1
+        return method(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return counter
+
+
+def _progress(console: Any) -> Any:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:6.1f} {task.fields['unit']}/s" if speed else "")
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+
+
+# -- the job ------------------------------------------------------------------------------------------------------
 
 @dataclass
 class Demo:
@@ -66,81 +227,78 @@ class Demo:
     report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from robot_stack.jobs.train import TrainConfig
+
         self.out = Path(self.cfg.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
         self.out.mkdir(parents=True, exist_ok=True)
+        self.train_cfg: TrainConfig = train_config(self.cfg, self.out / "train")
 
     def run(self) -> dict[str, Any]:
         from rich.console import Console
 
         self.console = Console()
-        self.console.rule(f"robot-stack demo -> {self.out}")
+        if not self.console.is_terminal:  # a log file: wide enough for the progress line and the table
+            self.console = Console(width=120)
+        self.console.rule(f"robot-stack demo: {self.cfg.task} -> {self.out}")
+        self.report["provenance_start"] = provenance.record("demo")
         t0 = time.perf_counter()
-        self._step("1/6 collect expert episodes", self.collect)
-        self._step("2/6 train a relaxed-equivariant policy (offline BC)", self.train)
-        self._step("3/6 export to ONNX and check the package", self.export)
-        self._step("4/6 serve it and run the sim robot through the server, recording", self.deploy)
-        self._step("5/6 fine-tune offline with IQL on the recorded episodes", self.finetune)
-        self._step("6/6 report", self.write_report)
+        with ProcessPoolExecutor(1, mp_context=get_context("forkserver")) as pool:
+            side = pool.submit(baselines, self.cfg.task, self.train_cfg.env, self.cfg.eval_episodes,
+                               self.cfg.collect_episodes, self.cfg.seed, str(self.out / "expert.zarr"))
+            self._step("1/5 learn: expert demos, BC pre-training, online relaxed-equivariant SAC", self.train)
+            self.report.update(side.result())
+        self.print_baselines()
+        self._step("2/5 export to ONNX and check the package", self.export)
+        self._step("3/5 serve it and run the sim robot through the server, recording", self.deploy)
+        self._step("4/5 fine-tune offline with IQL on the recorded episodes", self.finetune)
+        self._step("5/5 report: figures", self.make_figures)
         self.report["total_seconds"] = time.perf_counter() - t0
-        self._save_json()
-        self.console.print(f"[bold]demo finished in {self.report['total_seconds']:.0f} s; report: "
-                           f"{self.out / 'report.md'}[/]")
+        self.report["provenance_end"] = provenance.record("demo")
+        self.write_report()
         return self.report
 
-    def _step(self, title: str, fn) -> None:
+    def _step(self, title: str, fn: Any) -> None:
         self.console.rule(title)
         t0 = time.perf_counter()
         fn()
-        seconds = time.perf_counter() - t0
-        self.timings[title] = seconds
-        if seconds > self.cfg.step_budget_s:
-            self.console.print(f"[yellow]note: '{title}' ran long: {seconds:.0f} s (budget "
-                               f"{self.cfg.step_budget_s:.0f} s) - a loaded or slow machine?[/]")
+        self.timings[title] = time.perf_counter() - t0
+
 
     # ------------------------------------------------------------------ steps
 
-    def sim_cfg(self) -> dict[str, Any]:
-        return {"heightmap_size": self.cfg.heightmap_size}
-
-    def collect(self) -> None:
-        from robot_stack.jobs.collect import CollectJob, collect
-        from robot_stack.jobs.evaluation import evaluate, random_policy
-
-        job = CollectJob(task=self.cfg.task, out=str(self.out / "expert.zarr"), episodes=self.cfg.expert_episodes,
-                         noise=self.cfg.expert_noise, seed=self.cfg.seed, sim=self.sim_cfg())
-        self.report["expert"] = collect(job)
-        env = sim.make_env(self.cfg.task, **self.sim_cfg())
-        self.report["random"] = evaluate(random_policy(env, self.cfg.seed), env, self.cfg.eval_episodes,
-                                         self.cfg.seed)
-        env.close()
-        self.console.print(f"expert success {self.report['expert']['success_rate']:.0%} over "
-                           f"{self.report['expert']['committed']} episodes; random policy "
-                           f"{self.report['random']['success_rate']:.0%}")
-
-    def network(self) -> dict[str, Any]:
-        return {"family": self.cfg.family, "group": self.cfg.group}
-
-    def offline_job(self, algo: str, steps: int, datasets: list[str], name: str, init: str | None = None):
-        from robot_stack.jobs.offline import OfflineJob
-
-        return OfflineJob(task=self.cfg.task, env=self.sim_cfg(), algo=algo, network=self.network(),
-                          iql={"actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4}, bc={"lr": 1e-3},
-                          datasets=datasets, init=init, steps=steps, batch_size=self.cfg.batch_size,
-                          seed=self.cfg.seed, eval_episodes=self.cfg.eval_episodes, out_dir=str(self.out), name=name,
-                          log_every=max(10, steps // 20))
-
     def train(self) -> None:
-        from robot_stack.jobs.offline import run_job
+        from robot_stack.jobs.train import Trainer
 
-        summary = run_job(self.offline_job("bc", self.cfg.train_steps, [str(self.out / "expert.zarr")], "train_bc"))
-        self.report["train"] = _slim(summary)
-        self.console.print(f"trained policy: success {summary['eval']['success_rate']:.0%} in sim "
-                           f"({summary['train_seconds']:.0f} s of training)")
+        trainer = Trainer(self.train_cfg)
+        t0 = time.perf_counter()
+        with TrainingView(trainer, self.console) as view:
+            result = trainer.run()
+        self.horizon = int(trainer.eval_env.unwrapped.horizon)
+        self.report["train"] = {
+            "evals": result.evals, "live": view.live, "env_steps": result.step, "seconds": time.perf_counter() - t0,
+            "sac_seconds": view.sac_seconds, "pretrain_updates": view.pretrained[0],
+            "updates": trainer.agent.updates, "expert_steps": trainer.expert_steps, "onnx": str(result.onnx_path)}
+        self.drop_buffer_files()
+        rate = result.step / view.sac_seconds if view.sac_seconds else float("nan")
+        self.console.print(f"trained {result.step} env steps ({rate:.1f}/s with updates and evals) in "
+                           f"{self.report['train']['seconds']:.0f} s; final eval success "
+                           f"{result.final_success:.0%} over {self.cfg.eval_episodes} episodes")
+
+    def drop_buffer_files(self) -> None:
+        """The replay buffer the checkpoint names (about 1 GB): the demo never resumes, so it is not kept."""
+        for path in (self.out / "train").glob("buffer-*.npz"):
+            path.unlink()
+
+    def print_baselines(self) -> None:
+        random, expert = self.report["random"], self.report["expert"]
+        self.console.print(f"baselines (second process): random policy {random['success_rate']:.0%} over "
+                           f"{random['episodes']} eval episodes; scripted expert {expert['success_rate']:.0%} over "
+                           f"{expert['committed']} recorded episodes")
 
     def export(self) -> None:
         from robot_stack.runtime import load_policy_package
 
-        package = self.out / "train_bc" / "policy.onnx"
+        package = self.out / "train" / "policy.onnx"
         policy = load_policy_package(str(package))
         self.report["package"] = {"path": str(package), "bytes": package.stat().st_size,
                                   "family": policy.spec.family, "group": policy.spec.group}
@@ -150,43 +308,40 @@ class Demo:
                            f"{self.report['diagnostics']['equivariance_error']:.2e}")
 
     def diagnostics(self) -> dict[str, Any]:
-        import numpy as np
         import torch
 
         from policies.checkpoint import load_actor
-        from policies.networks.diagnostics import equivariance_error, plot_relaxed_weights, relaxed_weights_report
+        from policies.networks.diagnostics import equivariance_error, relaxed_weights_report
         from robot_stack.recorder import EpisodeDataset
 
-        actor = load_actor(self.out / "train_bc" / "checkpoint.pt")[0]
-        ds = EpisodeDataset(str(self.out / "expert.zarr"))
-        obs = ds.transitions()["obs"]
+        actor = load_actor(self.out / "train" / "checkpoint.pt")[0]
+        obs = EpisodeDataset(str(self.out / "expert.zarr")).transitions()["obs"]
         pick = np.random.default_rng(self.cfg.seed).choice(len(obs["heightmap"]), size=16)
         hm = torch.as_tensor(np.asarray(obs["heightmap"])[pick], dtype=torch.float32)
         vec = torch.as_tensor(np.asarray(obs["gripper"])[pick], dtype=torch.float32)
         err = equivariance_error(actor, hm, vec)
-        rows = relaxed_weights_report(actor)
-        png = None
-        if any("weights" in r for r in rows):
-            png = str(plot_relaxed_weights(actor, self.out / "relaxed_weights.png", "demo actor"))
+        rows = [r for r in relaxed_weights_report(actor) if "weights" in r]
         return {"equivariance_error": err["network"], "per_element": err["per_element"],
-                "relaxed_layers": [{k: r[k] for k in ("layer", "type", "spread") if k in r} for r in rows],
-                "relaxed_weights_png": png}
+                "relaxed_layers": [{k: _plain(v) for k, v in r.items()} for r in rows]}
 
     def deploy(self) -> None:
         from robot_stack.jobs.run import RunConfig, run_episodes
 
         cfg = config.build(RunConfig, {
-            "policy": {"package": str(self.out / "train_bc" / "policy.onnx"), "spawn_server": True},
-            "arm": {"kind": "sim", "task": self.cfg.task, "seed": self.cfg.seed + 20_000, "sim": self.sim_cfg()},
-            "loop": {"rate_hz": self.cfg.rate_hz, "episodes": self.cfg.robot_episodes, "max_steps": 25},
+            "policy": {"package": str(self.out / "train" / "policy.onnx"), "spawn_server": True},
+            "arm": {"kind": "sim", "task": self.cfg.task, "seed": self.cfg.seed + SEED_OFFSETS["robot"],
+                    "sim": self.train_cfg.env},
+            "loop": {"rate_hz": self.cfg.rate_hz, "episodes": self.cfg.robot_episodes, "max_steps": self.horizon},
             "record": {"enabled": True, "path": str(self.out / "robot.zarr")}})
         # the loop's and the server's lines are plain text: "[...]" in them is not rich markup
         results = run_episodes(cfg, log=lambda line: self.console.print(line, markup=False, highlight=False))
         latencies = [ms for r in results for ms in r.latency.recent]
         self.report["robot"] = {
-            "episodes": len(results), "success_rate": _mean([r.success for r in results]),
+            "episodes": len(results), "successes": sum(r.success for r in results),
+            "success_rate": _mean([r.success for r in results]),
             "missed_deadlines": sum(r.missed_deadlines for r in results), "held": sum(r.held for r in results),
-            "latency_ms": _percentiles(latencies), "latency_samples": latencies}
+            "steps": sum(r.steps for r in results), "latency_ms": _percentiles(latencies),
+            "latency_samples": latencies}
         self.validate_recording()
 
     def validate_recording(self) -> None:
@@ -198,46 +353,63 @@ class Demo:
         self.report["robot"]["validate_problems"] = [str(p) for p in problems]
 
     def finetune(self) -> None:
-        from robot_stack.jobs.offline import run_job
+        from robot_stack.jobs.offline import OfflineJob, run_job
 
-        datasets = [str(self.out / "expert.zarr"), str(self.out / "robot.zarr")]
-        summary = run_job(self.offline_job("iql", self.cfg.finetune_steps, datasets, "finetune_iql",
-                                           init=str(self.out / "train_bc" / "checkpoint.pt")))
-        self.report["finetune"] = _slim(summary)
+        job = OfflineJob(task=self.cfg.task, env=self.train_cfg.env, algo="iql", network=self.train_cfg.network,
+                         iql={"actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
+                         datasets=[str(self.out / "robot.zarr"), str(self.out / "expert.zarr")],
+                         init=str(self.out / "train" / "checkpoint.pt"), steps=self.cfg.finetune_steps,
+                         batch_size=self.train_cfg.sac.batch_size, seed=self.cfg.seed,
+                         eval_episodes=self.cfg.eval_episodes, out_dir=str(self.out), name="finetune_iql",
+                         log_every=max(10, self.cfg.finetune_steps // 20))
+        summary = run_job(job)
+        self.report["finetune"] = {k: summary[k] for k in ("out_dir", "eval", "train_seconds", "transitions")}
+        self.console.print(f"after fine-tuning: success {summary['eval']['success_rate']:.0%} over "
+                           f"{summary['eval']['episodes']} eval episodes (before: "
+                           f"{self.report['train']['evals'][-1]['success_rate']:.0%})")
 
     # ------------------------------------------------------------------ report
 
-    def write_report(self) -> None:
-        self.report["before"] = self.report["train"]["eval"]
+    def make_figures(self) -> None:
+        self.report["before"] = _eval_at_end(self.report["train"]["evals"], self.cfg.eval_episodes)
         self.report["after"] = self.report["finetune"]["eval"]
-        self.report["timings_s"] = dict(self.timings)
+        self.report["pngs"] = {"learning_curve": self.plot_learning_curve(), "latency": self.plot_latency(),
+                               "episode_strip": self.plot_episode_strip(),
+                               "relaxed_weights": self.plot_relaxed_weights()}
+
+    def write_report(self) -> None:
+        """The table (terminal and report.md), the captioned figures and report.json."""
         self.report["config"] = config.to_dict(self.cfg)
-        pngs = {"learning_curve": self.plot_learning_curves(), "latency": self.plot_latency(),
-                "episode_strip": self.episode_strip()}
-        if self.report["diagnostics"].get("relaxed_weights_png"):
-            pngs["relaxed_weights"] = self.report["diagnostics"]["relaxed_weights_png"]
-        self.report["pngs"] = pngs
+        self.report["train_config"] = config.to_dict(self.train_cfg)
+        self.report["timings_s"] = dict(self.timings)
         table = self.table_rows()
         self.print_table(table)
-        (self.out / "report.md").write_text(self.markdown(table, pngs))
+        (self.out / "report.md").write_text(self.markdown(table))
+        self._save_json()
+        total, load = self.report["total_seconds"], self.report["provenance_end"]["load_average"]
+        self.console.print(f"[bold]demo finished in {total:.0f} s; report: {self.out / 'report.md'}[/]")
+        if total > self.cfg.budget_s:
+            self.console.print(f"[yellow]note: over the {self.cfg.budget_s:.0f} s budget; load average now "
+                               f"{load}: a loaded or slow machine?[/]")
 
     def table_rows(self) -> list[tuple[str, str]]:
-        r = self.report
-        lat = r["robot"]["latency_ms"]
-        rows = [("random policy success (sim eval)", _pct(r["random"]["success_rate"])),
-                ("expert success (collection)", _pct(r["expert"]["success_rate"])),
-                ("trained policy success, before fine-tuning (sim eval)", _pct(r["before"]["success_rate"])),
-                ("served policy success on the sim robot (through the server)", _pct(r["robot"]["success_rate"])),
-                ("after IQL fine-tuning (sim eval)", _pct(r["after"]["success_rate"])),
-                ("policy round trip p50 / p99 (ms)", f"{lat['p50']:.2f} / {lat['p99']:.2f}"),
-                ("missed control deadlines", str(r["robot"]["missed_deadlines"])),
-                ("recorded robot episodes (validate problems)",
-                 f"{r['robot']['recorded_episodes']} ({len(r['robot']['validate_problems'])})"),
-                ("actor equivariance error (C4, held-out obs)", f"{r['diagnostics']['equivariance_error']:.2e}")]
-        for layer in r["diagnostics"]["relaxed_layers"]:
-            rows.append((f"relaxed layer {layer['layer']} ({layer['type']}) weight spread",
-                         f"{layer.get('spread', float('nan')):.3g}"))
-        return rows
+        r, n = self.report, self.cfg.eval_episodes
+        lat, robot, train = r["robot"]["latency_ms"], r["robot"], r["train"]
+        return [
+            ("random policy, sim eval", _rate(r["random"]["success_rate"], n)),
+            ("scripted expert, recorded episodes", _rate(r["expert"]["success_rate"], r["expert"]["committed"])),
+            (f"trained policy after {train['env_steps']} env steps, sim eval", _rate(r["before"]["success_rate"], n)),
+            ("**trained policy through the policy server, sim robot**", f"**{robot['successes']}/"
+             f"{robot['episodes']} = {robot['success_rate']:.0%}**"),
+            ("after IQL fine-tuning on the recorded episodes, sim eval", _rate(r["after"]["success_rate"], n)),
+            ("online SAC env steps per second (with updates and evals)", _per_s(train)),
+            ("policy round trip p50 / p99 (ms)", f"{lat['p50']:.2f} / {lat['p99']:.2f}"),
+            ("missed control deadlines / held steps", f"{robot['missed_deadlines']} / {robot['held']}"),
+            ("recorded robot episodes (validate problems)",
+             f"{robot['recorded_episodes']} ({len(robot['validate_problems'])})"),
+            (f"actor equivariance error ({self.train_cfg.network['group']}, held-out obs)",
+             f"{r['diagnostics']['equivariance_error']:.2e}"),
+            ("wall time of the demo (s)", f"{r['total_seconds']:.0f}")]
 
     def print_table(self, rows: list[tuple[str, str]]) -> None:
         from rich.table import Table
@@ -246,59 +418,88 @@ class Demo:
         table.add_column("what")
         table.add_column("measured", justify="right")
         for name, value in rows:
-            table.add_row(name, value)
+            table.add_row(name.replace("**", ""), value.replace("**", ""))
         self.console.print(table)
 
-    def markdown(self, rows: list[tuple[str, str]], pngs: dict[str, str]) -> str:
+    def markdown(self, rows: list[tuple[str, str]]) -> str:
+        start = self.report["provenance_start"]
+        machine = start["machine"]
         lines = ["# robot-stack demo report", "",
-                 f"Task `{self.cfg.task}`, {self.cfg.family} {self.cfg.group}, {self.cfg.heightmap_size} px; "
-                 f"every figure measured in this run ({time.strftime('%Y-%m-%d %H:%M')}).", "",
+                 f"Task `{self.cfg.task}`, {self.train_cfg.network['family']} {self.train_cfg.network['group']}, "
+                 f"gripper-centred view {self.train_cfg.env.get('heightmap_size')} px; every figure measured in this "
+                 f"run ({start['utc']}, commit {start['commit']}, {machine['cpu_model']}, {machine['cpus']} CPUs, "
+                 f"load average at start {start['load_average']}, at the end "
+                 f"{self.report['provenance_end']['load_average']}).", "",
                  "| what | measured |", "|---|---|"]
         lines += [f"| {a} | {b} |" for a, b in rows]
         lines += ["", "| step | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in self.timings.items()]
-        lines += [""] + [f"![{name}]({Path(p).name})" for name, p in pngs.items() if p]
+        for name, caption in self.captions().items():
+            lines += ["", f"![{name}]({Path(self.report['pngs'][name]).name})", "", caption]
         return "\n".join(lines) + "\n"
 
-    def plot_learning_curves(self) -> str:
-        plt = pyplot()
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-        for ax, key, title in ((axes[0], "train", "BC training"), (axes[1], "finetune", "IQL fine-tuning")):
-            history = self.report[key]["history"]
-            steps = [h["step"] for h in history]
-            for name in history[0] if history else []:
-                if name != "step" and "loss" in name:
-                    ax.plot(steps, [h[name] for h in history], label=name)
-            ax.set_title(f"{title}: eval success {_pct(self.report[key]['eval']['success_rate'])}")
-            ax.set_xlabel("gradient step")
-            ax.legend(fontsize=7)
-        return _save(fig, self.out / "learning_curve.png")
+    def captions(self) -> dict[str, str]:
+        n, strip = self.cfg.eval_episodes, self.report["strip"]
+        return {
+            "learning_curve": f"Success rate of the deterministic policy on {n} fixed evaluation layouts against the "
+                              "environment steps of online SAC (after the demonstrations and the BC pre-training), "
+                              "with the random policy and the scripted expert as lines and the end-of-run "
+                              "measurements as points.",
+            "latency": "Time from sending the observation to the policy server to receiving its action, per control "
+                       f"period of the sim robot run ({self.cfg.rate_hz:g} Hz, loopback TCP).",
+            "episode_strip": f"Robot episode {strip['episode']} ({'a success' if strip['success'] else 'a failure'}),"
+                             " seen from above: the heightmap the policy saw, the goal, the cube, the gripper, and "
+                             "the commanded move as an arrow; replayed from the recorded seed, layout and actions "
+                             f"(gripper position within {strip['drift_m'] * 1000:.1f} mm of the recording).",
+            "relaxed_weights": "The relaxed group convolutions' weight per group element and filter bank, relative "
+                               "to their equal initial values: all 1.00 would be the exactly equivariant network; "
+                               "the spread is the symmetry the training chose to break."}
+
+    def plot_learning_curve(self) -> str:
+        r, steps = self.report, self.report["train"]["env_steps"]
+        evals = [(e["step"], e["success_rate"]) for e in r["train"]["evals"]]
+        lines = {"random policy": r["random"]["success_rate"], "scripted expert": r["expert"]["success_rate"]}
+        points = {"through the server": (steps, r["robot"]["success_rate"]),
+                  "after IQL fine-tuning": (steps, r["after"]["success_rate"])}
+        title = (f"{self.cfg.task}: {self.train_cfg.network['family']} {self.train_cfg.network['group']} SAC "
+                 f"after {r['train']['pretrain_updates']} BC pre-training updates")
+        return learning_curve(self.out / "learning_curve.png", evals, title, lines=lines, points=points,
+                              live=r["train"]["live"])
 
     def plot_latency(self) -> str:
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        samples = self.report["robot"]["latency_samples"]
-        ax.hist(samples, bins=40, color="tab:blue")
-        lat = self.report["robot"]["latency_ms"]
-        ax.set_title(f"policy round trip over loopback: p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms")
-        ax.set_xlabel("ms")
-        ax.set_ylabel("control periods")
-        return _save(fig, self.out / "latency_histogram.png")
+        robot = self.report["robot"]
+        title = f"Policy round trip through the server\n{len(robot['latency_samples'])} control periods, " \
+                f"{robot['episodes']} episodes"
+        return latency_histogram(self.out / "latency_histogram.png", robot["latency_samples"], title)
 
-    def episode_strip(self) -> str:
-        import imageio.v3 as iio
-        import numpy as np
+    def plot_relaxed_weights(self) -> str | None:
+        rows = self.report["diagnostics"]["relaxed_layers"]
+        if not rows:
+            return None
+        return weight_grid(self.out / "relaxed_weights.png", rows, "Relaxed weights of the trained actor")
 
-        from robot_stack.jobs.data import render_step
+    def plot_episode_strip(self) -> str:
+        import sim
         from robot_stack.recorder import EpisodeDataset
+        from sim.tasks import PUSH_SUCCESS_RADIUS
 
-        ep = EpisodeDataset(str(self.out / "robot.zarr")).episode(0)
-        hms, actions, rewards = ep.obs["heightmap"], ep.action, ep.reward
-        picks = np.linspace(0, len(actions) - 1, num=min(8, len(actions))).astype(int)
-        frames = [render_step(hms[i], actions[i], float(rewards[i]), int(i), 3) for i in picks]
-        path = self.out / "episode_strip.png"
-        iio.imwrite(path, np.concatenate(frames, axis=1))
-        return str(path)
+        ds = EpisodeDataset(str(self.out / "robot.zarr"))
+        index = next((i for i in range(len(ds)) if ds.episode_meta(i).get("success")), 0)
+        ep = ds.episode(index)
+        env = sim.make_env(ep.meta["task"], **ep.meta["sim"])
+        try:
+            frames, drift = replay_frames(env, ep, STRIP_FRAMES)
+            hm_spec = env.unwrapped.heightmap_spec
+            dpos = env.unwrapped.action_spec.dpos
+        finally:
+            env.close()
+        self.report["strip"] = {"episode": index, "success": bool(ep.meta.get("success")), "drift_m": drift}
+        ws = hm_spec.workspace
+        bounds = (ws.x_min - 0.02, ws.x_max + 0.02, ws.y_min - 0.02, ws.y_max + 0.02)
+        title = (f"{self.cfg.task}, robot episode {index} through the server "
+                 f"({len(ep)} steps; arrow: commanded (dx, dy) at 2x scale)")
+        return episode_strip(self.out / "episode_strip.png", frames, title, bounds, 2 * dpos, PUSH_SUCCESS_RADIUS,
+                             CUBE_SIZE_M)
 
     def _save_json(self) -> None:
         data = dict(self.report)
@@ -307,8 +508,41 @@ class Demo:
             json.dump(data, fh, indent=2, default=str)
 
 
-def _slim(summary: dict[str, Any]) -> dict[str, Any]:
-    return {k: summary[k] for k in ("out_dir", "eval", "train_seconds", "transitions", "history")}
+def replay_frames(env: Any, ep: Any, count: int) -> tuple[list[StripFrame], float]:
+    """``count`` evenly spaced steps of recorded episode ``ep``, replayed in ``env`` from its seed, layout and
+    actions (the recording holds the gripper, not the objects), and the largest gripper x/y gap to the recording."""
+    from robot_stack.observation import arm_state_from, view_center
+
+    base = env.unwrapped
+    layout = {k: tuple(v) for k, v in ep.meta["layout"].items()} if ep.meta.get("layout") else None
+    env.reset(seed=int(ep.meta["seed"]), options={"layout": layout} if layout else None)
+    picks = set(np.linspace(0, len(ep) - 1, num=min(count, len(ep))).astype(int).tolist())
+    frames, drift, half = [], 0.0, base.heightmap_spec.extent / 2
+    for t in range(len(ep)):
+        arm = np.asarray(ep.extras["arm"][t], dtype=float)
+        drift = max(drift, float(np.linalg.norm(base.ee_position()[:2] - arm[:2])))
+        if t in picks:
+            cx, cy = view_center(arm_state_from(arm), base.heightmap_spec) or base.heightmap_spec.workspace.center[:2]
+            objects = {name: (x, y, yaw) for name, (x, y, yaw) in base.layout().items()}
+            frames.append(StripFrame(t, heights_above_table(ep.obs["heightmap"][t], arm, base.heightmap_spec),
+                                     (cx - half, cx + half, cy - half, cy + half), (arm[0], arm[1], arm[3], arm[4]),
+                                     objects, np.asarray(ep.action[t]), bool(ep.reward[t] > 0)))
+        env.step(ep.action[t])
+    return frames, drift
+
+
+def heights_above_table(heightmap: np.ndarray, arm: np.ndarray, spec: Any) -> np.ndarray:
+    """Channel 0 of an observation in metres above the table (the gripper view holds heights relative to the ee)."""
+    heights = np.asarray(heightmap[0], dtype=np.float32)
+    return heights + (arm[2] - spec.workspace.z_min) if spec.gripper_centred else heights
+
+
+def _eval_at_end(evals: list[dict[str, float]], episodes: int) -> dict[str, Any]:
+    return {"success_rate": evals[-1]["success_rate"], "step": evals[-1]["step"], "episodes": episodes}
+
+
+def _plain(value: Any) -> Any:
+    return np.asarray(value).tolist() if isinstance(value, np.ndarray) else value
 
 
 def _mean(values: list) -> float | None:
@@ -316,19 +550,15 @@ def _mean(values: list) -> float | None:
 
 
 def _percentiles(samples: list[float]) -> dict[str, float]:
-    import numpy as np
-
     if not samples:
         return {"p50": float("nan"), "p99": float("nan")}
     return {"p50": float(np.percentile(samples, 50)), "p99": float(np.percentile(samples, 99))}
 
 
-def _pct(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.0%}"
+def _rate(value: float | None, episodes: int) -> str:
+    return "n/a" if value is None else f"{round(value * episodes)}/{episodes} = {value:.0%}"
 
 
-def _save(fig, path: Path) -> str:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
-    return str(path)
+def _per_s(train: dict[str, Any]) -> str:
+    seconds = train["sac_seconds"]
+    return f"{train['env_steps'] / seconds:.1f} ({train['env_steps']} in {seconds:.0f} s)" if seconds else "n/a"
