@@ -46,7 +46,7 @@ def make_env(task: str, **cfg: Any):
 def env_config(task: str, cfg: dict[str, Any], where: str = "env") -> Any:
     """``cfg`` checked as ``task``'s typed config (``SimConfig``, or ``ToyReachConfig`` for ``toy_reach``) without
     building the env or importing robosuite; a bad key or value is a ConfigError naming ``<where>.<key>``."""
-    from robot_stack.config import build, check_choice
+    from robot_stack.config import ConfigError, build, check_choice
 
     check_choice("task", task, ALL_TASKS)
     if task in TOY_TASKS:
@@ -54,8 +54,14 @@ def env_config(task: str, cfg: dict[str, Any], where: str = "env") -> Any:
 
         return build(ToyReachConfig, dict(cfg), where)
     from sim.config import SimConfig
+    from sim.variants import check_task as check_variant_task
 
-    return build(SimConfig, dict(cfg), where)
+    built = build(SimConfig, dict(cfg), where)
+    try:
+        check_variant_task(built.variant, task)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.{exc}") from exc
+    return built
 
 
 def make_expert(task: str, env, noise: float = 0.0, seed: int | None = None):

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from robot_stack.config import check_choice
 from robot_stack.specs import VIEWS
-from sim.variants import VARIANTS
+from sim.variants import VARIANTS, check_strength
 
 CAMERAS = ("raycast", "gl")
 REWARDS = ("sparse", "shaped")
@@ -33,7 +33,8 @@ class SimConfig:
     horizon: int = 0
     reward: str = "sparse"
     variant: str = "none"
-    variant_strength: float = 0.0  # 0 -> the variant's documented default strength
+    # in [0, 1]: 0 = symmetric, 1 = the strongest setting (sim/variants.py); None = the variant's default strength
+    variant_strength: float | None = None
     depth_noise_std: float = 0.0  # metres, Gaussian, like a real sensor's depth jitter
     depth_dropout: float = 0.0  # fraction of pixels reported as 0 (no return)
     dpos: float = 0.0
@@ -45,6 +46,7 @@ class SimConfig:
         check_choice("view", self.view, VIEWS)
         check_choice("reward", self.reward, REWARDS)
         check_choice("variant", self.variant, VARIANTS)
+        check_strength("variant_strength", self.variant_strength)
         if self.control_freq <= 0 or self.physics_timestep <= 0:
             raise ValueError(f"control_freq and physics_timestep must be positive, got {self.control_freq}, "
                              f"{self.physics_timestep}")

@@ -26,7 +26,8 @@ from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec, SpecEr
 from sim import tasks
 from sim.cameras import CAMERA_CLASSES, MASKED_GROUP, DepthNoise, top_down_spec
 from sim.config import SimConfig
-from sim.variants import Variant
+from sim.variants import WALL_HEIGHT, WALL_INNER_Y, WALL_THICKNESS, Variant
+from sim.variants import check_task as check_variant_task
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class ManipulationEnv(gym.Env):
         check_task(task)
         self.task, self.cfg = task, cfg
         self.variant = Variant.create(cfg.variant, cfg.variant_strength)
+        check_variant_task(self.variant.name, task)
         defaults = TASK_DEFAULTS[task]
         self.horizon = cfg.horizon or defaults.horizon
         self.action_spec = ActionSpec(dpos=cfg.dpos or defaults.dpos, dtheta=cfg.dtheta or defaults.dtheta)
@@ -79,7 +81,7 @@ class ManipulationEnv(gym.Env):
         self.center = np.array(WORKSPACE.center[:2])
         self.scene_seed = UNSEEDED_SCENE_SEED if cfg.seed is None else cfg.seed
         self._rs = tasks.build_robosuite_env(task, cfg.robot, cfg.control_freq, cfg.physics_timestep,
-                                             self.scene_seed, self._friction_patch_mj())
+                                             self.scene_seed, self._scene_edits())
         self._model, self._data = self._rs.sim.model._model, self._rs.sim.data._data
         self._robot = self._rs.robots[0]
         self._arm = self._robot.arms[0]
@@ -224,17 +226,18 @@ class ManipulationEnv(gym.Env):
             return {"door": (float(root[0]), float(root[1]), yaw)}
         names = self._layout_names()
         min_gap = {"push": 0.08, "stack": 0.08, "lift": 0.0, "reach": 0.0}[self.task]
+        offset = self.variant.goal_offset()
         for _ in range(1000):
             points = [self._sample_disc(rng) for _ in names]
-            if len(points) < 2 or np.linalg.norm(points[0] - points[1]) >= min_gap:
+            if len(points) < 2 or min(np.linalg.norm(points[0] - points[1]),
+                                      np.linalg.norm(points[0] - points[1] - offset)) >= min_gap:
                 return {n: (float(p[0]), float(p[1]), 0.0) for n, p in zip(names, points, strict=True)}
         raise RuntimeError("could not place the objects apart; PLACEMENT_RADIUS too small")
 
     def _sample_disc(self, rng: np.random.Generator) -> np.ndarray:
         radius = PLACEMENT_RADIUS * math.sqrt(rng.uniform())
-        angle = rng.uniform(-math.pi, math.pi)
-        if self.variant.name == "placement":
-            angle = rng.uniform(-math.pi / 2, math.pi / 2)  # only the +x half
+        half = self.variant.placement_half_angle()  # pi but for placement: a sector about +x
+        angle = rng.uniform(-half, half)
         return self.center + radius * np.array([math.cos(angle), math.sin(angle)])
 
     def raise_object(self, name: str, height: float) -> None:
@@ -259,13 +262,19 @@ class ManipulationEnv(gym.Env):
             return float(1.0 - np.tanh(10.0 * np.linalg.norm(self.ee_position() - self.reach_target())))
         if self.task == "push":
             cube, _ = self.object_pose("cube")
-            goal, _ = self.object_pose("goal")
+            goal = self.goal_position()
             reach = 1.0 - np.tanh(10.0 * np.linalg.norm(self.ee_position()[:2] - cube[:2]))
             return float(0.25 * reach + (1.0 - np.tanh(10.0 * np.linalg.norm(cube[:2] - goal[:2]))))
         return float(self._rs.reward(None))
 
+    def goal_position(self) -> np.ndarray:
+        """Where push must bring the cube (reach: hover over): the goal pad, moved by the world_goal variant's
+        offset, which the heightmap does not show."""
+        pad, _ = self.object_pose("goal")
+        return np.array([*(pad[:2] + self.variant.goal_offset()), pad[2]])
+
     def reach_target(self) -> np.ndarray:
-        goal, _ = self.object_pose("goal")
+        goal = self.goal_position()
         return np.array([goal[0], goal[1], REACH_HEIGHT])
 
     def door_handle(self) -> np.ndarray:
@@ -341,21 +350,24 @@ class ManipulationEnv(gym.Env):
                             f"got {list(arr.shape)}")
         return self.action_spec.clip(arr)
 
-    def _friction_patch_mj(self) -> tuple[float, float, float, float, float] | None:
-        if self.variant.name != "table_friction":
-            return None
+    def _scene_edits(self) -> tasks.SceneEdits:
         # Built before the robot's base position is known: robosuite puts the Panda base at x = -0.56.
+        x0 = -0.56 + self.center[0]
         half = (WORKSPACE.x_max - WORKSPACE.x_min) / 2
-        x_mj = -0.56 + self.center[0] + half / 2 + 0.05
-        return (x_mj, self.center[1], half / 2 + 0.05, half + 0.1, self.variant.strength)
+        v = self.variant
+        patch = (x0 + half / 2 + 0.05, self.center[1], half / 2 + 0.05, half + 0.1, v.value) if (
+            v.name == "table_friction" and v.active) else None
+        wall = (x0, self.center[1] + WALL_INNER_Y + WALL_THICKNESS / 2, v.value / 2, WALL_THICKNESS / 2,
+                WALL_HEIGHT) if v.name == "wall" and v.active else None
+        return tasks.SceneEdits(patch, wall, tuple(float(x) for x in v.goal_offset()))
 
     def _apply_variant_physics(self) -> None:
         if self.variant.name == "gravity_tilt":
-            tilt = math.radians(self.variant.strength)
+            tilt = math.radians(self.variant.value)
             self._model.opt.gravity[:] = 9.81 * np.array([math.sin(tilt), 0.0, -math.cos(tilt)])
         if self.variant.name == "base_in_view":
             root = self._model.body(self._robot.robot_model.root_body).id
-            self._model.body_pos[root][0] += self.variant.strength
+            self._model.body_pos[root][0] += self.variant.value
         self._mask_robot_from_cameras()
         self._eef_site = self._arm_site()
         grip = self._robot.gripper[self._arm]
@@ -373,7 +385,7 @@ class ManipulationEnv(gym.Env):
         """Hide the arm's link meshes from the depth cameras, as a real robot self-filter does (and because
         ray-casting meshes dominates the frame time); the finger pads stay visible, and base_in_view
         keeps the base links and mount."""
-        keep = ("link0", "link1", "mount") if self.variant.name == "base_in_view" else ()
+        keep = ("link0", "link1", "mount") if self.variant.name == "base_in_view" and self.variant.active else ()
         for geom in range(self._model.ngeom):
             name = self._model.geom(geom).name
             robot_part = name.startswith(("robot0_", "gripper0_", "fixed_mount0_"))

@@ -1,7 +1,8 @@
 """The robosuite tasks behind ``sim.make_env``: Lift, Stack and Door from robosuite, Push and Reach defined here.
 
 Push and Reach are robosuite Lift variants: Push adds a flat goal pad (visible to the depth camera, no
-collision) and succeeds when the cube's centre is within ``PUSH_SUCCESS_RADIUS`` of the goal's; Reach
+collision) and succeeds when the cube's centre is within ``PUSH_SUCCESS_RADIUS`` of the goal's (the pad's, moved by
+the ``world_goal`` variant's hidden offset, ``SceneEdits.goal_offset``); Reach
 removes nothing (the cube is parked outside the workspace) and adds a target pad the gripper must hover
 over. Object placement for every task is done by ``sim.env`` from the env's own seeded generator, so
 the robosuite placement samplers are only used to build the scene.
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 from robosuite import macros
@@ -26,29 +28,52 @@ GOAL_RADIUS = 0.03
 GOAL_HALF_HEIGHT = 0.004  # a 8 mm pad: tall enough for a heightmap cell, flat enough to push across
 
 
+Box = tuple[float, float, float, float, float]  # MuJoCo world x, y, then half sizes x, y and a fifth number
+
+
+@dataclass(frozen=True)
+class SceneEdits:
+    """What a variant adds to a scene: a table patch (x, y, half_x, half_y, sliding friction), a wall (x, y, half_x,
+    half_y, height), the push goal's offset (metres x, y) from the visible pad."""
+
+    friction_patch: Box | None = None
+    wall: Box | None = None
+    goal_offset: tuple[float, float] = (0.0, 0.0)
+
+
 class _SceneEdits:
-    """Mixin: adds a goal pad and an optional high-friction table patch to any robosuite table task."""
+    """Mixin: adds a goal pad, an optional high-friction table patch and an optional wall to any robosuite table
+    task."""
 
     goal_pad: bool = False
-    friction_patch: tuple[float, float, float, float, float] | None = None  # (x, y, half_x, half_y, friction)
+    edits: SceneEdits = SceneEdits()
 
     def _load_model(self) -> None:
         super()._load_model()
-        if self.friction_patch is not None:
+        if self.edits.friction_patch is not None:
             self._add_friction_patch()
+        if self.edits.wall is not None:
+            self._add_wall()
         if self.goal_pad:
             self.goal = CylinderObject(name="goal", size=[GOAL_RADIUS, GOAL_HALF_HEIGHT], rgba=[0.1, 0.8, 0.1, 1],
                                        obj_type="visual", joints=None)
             self.model.merge_objects([self.goal])
 
     def _add_friction_patch(self) -> None:
-        x, y, hx, hy, friction = self.friction_patch
+        x, y, hx, hy, friction = self.edits.friction_patch
         arena = self.model.mujoco_arena
         table_half_z = arena.table_half_size[2]
         # Raised 1 mm above the table so that an object on it touches only the patch.
         local = [x - arena.table_offset[0], y - arena.table_offset[1], table_half_z + 0.0005]
         arena.table_body.append(new_geom(name="friction_patch", type="box", size=[hx, hy, 0.0005], pos=local,
                                          group=0, friction=[friction, 0.005, 0.0001], rgba=[0.6, 0.5, 0.3, 1]))
+
+    def _add_wall(self) -> None:
+        x, y, hx, hy, height = self.edits.wall
+        arena = self.model.mujoco_arena
+        local = [x - arena.table_offset[0], y - arena.table_offset[1], arena.table_half_size[2] + height / 2]
+        arena.table_body.append(new_geom(name="variant_wall", type="box", size=[hx, hy, height / 2], pos=local,
+                                         group=0, rgba=[0.5, 0.5, 0.55, 1]))
 
     def _setup_references(self) -> None:
         super()._setup_references()
@@ -61,7 +86,7 @@ class PushTask(_SceneEdits, Lift):
 
     def _check_success(self) -> bool:
         cube = self.sim.data.body_xpos[self.cube_body_id][:2]
-        goal = self.sim.model.body_pos[self.goal_body_id][:2]
+        goal = self.sim.model.body_pos[self.goal_body_id][:2] + np.asarray(self.edits.goal_offset)
         return bool(np.linalg.norm(cube - goal) < PUSH_SUCCESS_RADIUS)
 
     def reward(self, action=None) -> float:
@@ -126,8 +151,8 @@ def controller_config(robot: str) -> dict:
 
 
 def build_robosuite_env(task: str, robot: str, control_freq: int, timestep: float, seed: int,
-                        friction_patch: tuple[float, float, float, float, float] | None):
-    cls = type(TASK_CLASSES[task].__name__, (TASK_CLASSES[task],), {"friction_patch": friction_patch})
+                        edits: SceneEdits = SceneEdits()):
+    cls = type(TASK_CLASSES[task].__name__, (TASK_CLASSES[task],), {"edits": edits})
     kwargs = {"use_latch": False} if task == "door" else {}
     with physics_timestep(timestep):
         env = cls(robots=robot, controller_configs=controller_config(robot), initialization_noise=None,

@@ -16,6 +16,10 @@ BAD_VALUES = [
     ("train train_push task=nope", "task: 'nope' is not one of ['lift'"),
     ("train train_push env.variant=no_such_variant", "env.variant: 'no_such_variant' is not one of ['none'"),
     ("train train_toy env.variant=gravity_tilt", "env.variant: 'gravity_tilt' is not one of ['none', 'action_bias']"),
+    ("train train_push env.variant_strength=1.5", "env.variant_strength: 1.5 is not in [0, 1]"),
+    ("train train_push env.variant_strength=nan", "env.variant_strength: nan is not in [0, 1]"),
+    ("train train_lift env.variant=world_goal", "env.variant: 'world_goal' offsets a visible goal pad; tasks with one: "
+                                               "['push', 'reach'], not 'lift'"),
     ("train train_push env.camera=pinhole", "env.camera: 'pinhole' is not one of ['raycast', 'gl']"),
     ("train train_push env.heightmap_sise=32", "env: unknown key(s) ['heightmap_sise']"),
     ("train train_push network.family=resnet", "network: unknown network family 'resnet'; valid families: relaxed"),
@@ -30,6 +34,7 @@ BAD_VALUES = [
     ("offline offline_toy --dataset d.zarr bc.lr=[1]", "bc.lr: expected a number"),
     ("collect collect_push task=nope", "task: 'nope' is not one of"),
     ("collect collect_push sim.variant=tilted", "sim.variant: 'tilted' is not one of ['none'"),
+    ("collect collect_push sim.variant=wall sim.variant_strength=-0.1", "sim.variant_strength: -0.1 is not in [0, 1]"),
     ("collect collect_push sim.seed=3", "sim.seed is set per episode"),
     ("collect collect_push noise=-1", "noise must be a number >= 0"),
     ("run sim_robot policy.threads=many", "policy.threads: expected an integer"),
