@@ -219,12 +219,13 @@ def load_into(module: nn.Module, path: str | Path, name: str) -> Checkpoint:
     ckpt = read_checkpoint(path)
     state = ckpt.module(name, path)
     cfg = module.cfg
-    if (ckpt.network.family, ckpt.network.group) != (cfg.family, cfg.group):
-        raise NetworkError(f"{path}: checkpoint holds a {ckpt.network.family!r} {ckpt.network.group} network, this "
+    saved = ckpt.network.critic_config() if isinstance(module, Critic) else ckpt.network
+    if (saved.family, saved.group) != (cfg.family, cfg.group):
+        raise NetworkError(f"{path}: checkpoint holds a {saved.family!r} {saved.group} network, this "
                            f"one is {cfg.family!r} {cfg.group}; build it with the checkpoint's config "
                            f"(build_from_checkpoint)")
-    if ckpt.network != cfg:
-        diffs = mismatches(ckpt.network.to_dict(), cfg.to_dict())
+    if saved != cfg:
+        diffs = mismatches(saved.to_dict(), cfg.to_dict())
         raise NetworkError(f"{path}: network config differs from the checkpoint's: {'; '.join(diffs)}")
     diffs = mismatches(ckpt.spec, module.spec)
     if diffs:
@@ -239,7 +240,8 @@ def build_from_checkpoint(path: str | Path, name: str = "actor") -> nn.Module:
     state = ckpt.module(name, path)
     # a Critic keeps its Q heads in ``heads.<i>``, an Actor its one head in ``head``
     if any(key.startswith("heads.") for key in state):
-        module = build_critic(ckpt.spec, ckpt.network, twin=any(key.startswith("heads.1.") for key in state))
+        module = build_critic(ckpt.spec, ckpt.network.critic_config(),
+                              twin=any(key.startswith("heads.1.") for key in state))
     else:
         module = build_actor(ckpt.spec, ckpt.network)
     return _load_weights(module, state, path, name)

@@ -45,15 +45,16 @@ def build_algorithm(name: str, spec: PolicySpec, network: dict[str, Any] | Netwo
     algo_cfg = algorithm_config(name, cfg)
     net_cfg = network_config(spec, network)
     actor = build_actor(spec, net_cfg)
+    critic_cfg = net_cfg.critic_config()
 
     def make_critic() -> nn.Module:
-        return build_critic(spec, net_cfg)
+        return build_critic(spec, critic_cfg)
 
     builders: dict[str, Callable[[], Algorithm]] = {
         "sac": lambda: SAC(spec, algo_cfg, actor, make_critic, device, seed),
         "cql": lambda: CQL(actor, make_critic, algo_cfg, spec.action.dim, device),
         "iql": lambda: IQL(actor, make_critic, algo_cfg, spec.action.dim, device,
-                           make_value=lambda: build_critic(spec, net_cfg, twin=False)),
+                           make_value=lambda: build_critic(spec, critic_cfg, twin=False)),
         "bc": lambda: BC(actor, algo_cfg, device),
     }
     return builders[name]()

@@ -253,3 +253,19 @@ def test_successes_only_keeps_the_successful_episodes(tmp_path):
     every, successful = load_datasets([str(path)], spec), load_datasets([str(path)], spec, successes_only=True)
     assert 0 < len(successful) < len(every)
     assert successful.arrays["reward"].sum() == every.arrays["reward"].sum()  # the toy's reward comes at success
+
+
+def test_fine_tuning_with_evaluation_reports_success_before_and_after(tmp_path, trained, expert_store, toy_store,
+                                                                      capsys):
+    from robot_stack import cli
+
+    ckpt = trained["files"]["checkpoint"]
+    same = run_job(job(tmp_path, [expert_store], algo="iql", network=NET, steps=0, eval_episodes=5, init=ckpt))
+    assert same["eval_before"] == same["eval"]  # no update: the same policy on the same eval episodes
+    assert "eval_before" not in run_job(job(tmp_path, [toy_store], network=NET, steps=1))
+    net = ["network.family=cnn", "network.widths=[1,2,4]", "network.kernel_sizes=[5,3,3]"]
+    assert cli.main(["offline", "offline_toy", "--dataset", str(toy_store), "--dataset", str(expert_store),
+                     "--init", ckpt, "steps=3", "batch_size=8", "eval_episodes=3", "export=false", "progress=false",
+                     f"out_dir={tmp_path / 'cli'}", *net]) == 0
+    out = capsys.readouterr().out
+    assert "success before fine-tuning" in out and "on the same 3 eval episodes" in out and '"eval_before"' in out

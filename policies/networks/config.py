@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from robot_stack.symmetry import Group, GroupError
 
@@ -30,6 +30,9 @@ class NetworkConfig:
     ``end``: how the last map becomes the head's features: ``pool`` = a global max over space (blind to where
     things are), ``valid`` = one more conv of ``widths[-1]`` fields whose kernel is the whole last map, down to
     1x1 (position-aware, and equivariant in the equivariant families, as the published C8 encoder ends).
+    ``critic_family``: the critics' (and IQL's value network's) family when it differs from the actor's, e.g. an
+    equivariant actor with a plain critic (the actor/critic ablation of the equivariant offline RL paper); empty:
+    the same as ``family``. Every other setting is shared.
     """
 
     family: str = "relaxed"
@@ -45,12 +48,16 @@ class NetworkConfig:
     end: str = "pool"
     log_std_min: float = -5.0
     log_std_max: float = 2.0
+    critic_family: str = ""
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
         self.kernel_sizes = tuple(int(k) for k in self.kernel_sizes)
         if self.family not in FAMILIES:
             raise NetworkError(f"unknown network family {self.family!r}; valid families: {', '.join(FAMILIES)}")
+        if self.critic_family and self.critic_family not in FAMILIES:
+            raise NetworkError(f"unknown critic_family {self.critic_family!r}; valid families: {', '.join(FAMILIES)} "
+                               f"(or empty: the actor's)")
         try:
             Group.parse(self.group)
         except GroupError as exc:
@@ -82,6 +89,10 @@ class NetworkConfig:
     def equivariant(self) -> bool:
         return self.family in EQUIVARIANT_FAMILIES
 
+    def critic_config(self) -> NetworkConfig:
+        """The config the critics are built with: this one, in ``critic_family`` when that is set."""
+        return replace(self, family=self.critic_family or self.family)
+
     def pool_plan(self, size: int) -> tuple[bool, ...]:
         """Whether a 2x2 max-pool follows each conv block, for a ``size`` px input.
 
@@ -107,7 +118,7 @@ class NetworkConfig:
                 "kernel_sizes": list(self.kernel_sizes), "hidden": self.hidden,
                 "filter_banks": self.filter_banks, "alpha": self.alpha, "width_match": self.width_match,
                 "end": self.end,
-                "log_std_min": self.log_std_min, "log_std_max": self.log_std_max}
+                "log_std_min": self.log_std_min, "log_std_max": self.log_std_max, "critic_family": self.critic_family}
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkConfig:

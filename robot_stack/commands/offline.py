@@ -17,6 +17,8 @@ Examples:
   robot-stack offline offline_lift --dataset a.zarr --dataset b.zarr algo=cql cql.alpha=5 steps=20000
   robot-stack offline offline_push --dataset d.zarr --init runs/train/push/checkpoint.pt   # fine-tune
 
+With --init and eval_episodes > 0 the policy is also evaluated before any update, on the same eval
+episodes, and both success rates are printed (summary.json: eval_before, eval).
 The datasets are checked before training starts: an empty dataset, an observation spec that differs
 from the task's, or NaN/inf anywhere is refused with a message naming the problem."""
 
@@ -44,7 +46,12 @@ def run(args: argparse.Namespace) -> int:
     if inits:
         job.init = inits[0]
     result = run_job(job)
-    print(json.dumps({k: result[k] for k in ("out_dir", "eval", "train_seconds")}, indent=2))
+    print(json.dumps({k: result[k] for k in ("out_dir", "eval_before", "eval", "train_seconds") if k in result},
+                     indent=2))
+    if "eval_before" in result:
+        before, after = result["eval_before"]["success_rate"], result["eval"]["success_rate"]
+        print(f"success before fine-tuning {before:.0%}, after {after:.0%} ({after - before:+.0%}) on the same "
+              f"{result['eval']['episodes']} eval episodes")
     return 0
 
 

@@ -40,7 +40,7 @@ class OfflineJob:
     init: str | None = None  # checkpoint to start from (fine-tuning)
     steps: int = 100_000  # gradient steps (the seed paper: 100k)
     batch_size: int = 64
-    augment: bool | None = None  # rotate every batch by a random group element; None: on unless family is cnn
+    augment: bool | None = None  # rotate every batch by a random group element; None: on unless all nets are cnn
     seed: int = 0
     device: str = "auto"
     eval_episodes: int = 20
@@ -69,10 +69,8 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     device = pick_device(job.device)
     algo_cfg = {"cql": job.cql, "iql": job.iql, "bc": job.bc}[job.algo]
     algo = build_algorithm(job.algo, spec, job.network, algo_cfg, device)
-    if job.init:
-        load_init(algo, job.init, spec)
-    augment = job.augment if job.augment is not None else spec.family != "cnn"
-    group = Group.parse(spec.group) if augment else None
+    before = start_from(algo, job, env, spec, device) if job.init else None
+    group = Group.parse(spec.group) if augments(job, spec) else None
     stream = batches(data, job.batch_size, rng, group, device)
     t0 = time.perf_counter()
     history = train_loop(algo, stream, job.steps, job.log_every, job.progress)
@@ -85,8 +83,27 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
                # the algorithm's own config as built (defaults filled in, "1e-3" from the command line a float)
                "config": {**config.to_dict(job), job.algo: config.to_dict(algo.cfg)},
                "provenance": provenance.record("offline")}
+    if before is not None:
+        summary["eval_before"] = before
     save_run(algo, spec, out, summary, job.network, export=job.export)
     return summary
+
+
+def start_from(algo: Algorithm, job: OfflineJob, env: Any, spec: PolicySpec, device: torch.device
+               ) -> dict[str, float] | None:
+    """Load ``job.init``; with evaluation asked, evaluate the policy before any update on the episodes the final
+    evaluation uses, so that the fine-tuning gain is a paired difference."""
+    load_init(algo, job.init, spec)
+    if job.eval_episodes <= 0:
+        return None
+    return evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
+
+
+def augments(job: OfflineJob, spec: PolicySpec) -> bool:
+    """``job.augment``, or by default: rotate the batches unless actor and critic are both the plain cnn."""
+    if job.augment is not None:
+        return job.augment
+    return {spec.family, job.network.get("critic_family") or spec.family} != {"cnn"}
 
 
 def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: int = 100,
