@@ -10,7 +10,7 @@ import pytest
 from test_offline_job import record_toy
 
 from robot_stack import cli, config
-from robot_stack.jobs import sweep_offline
+from robot_stack.jobs import grid, sweep_offline
 from robot_stack.jobs.sweep import SweepConfig, SweepError, make_trials, run_sweep
 
 SIZE = 16
@@ -108,3 +108,132 @@ def test_a_diverged_trial_is_a_row_not_a_crash(tmp_path, stores, monkeypatch):
     rows = sweep_offline.read_offline_results(tmp_path / "results.csv")
     assert math.isnan(rows[0]["success_rate"]) and "non-finite" in rows[0]["error"]
     assert "diverged" in sweep_offline.offline_table(rows)
+
+
+# ------------------------------------------------------------------ issue 21: bad stores, failing cells, resuming
+
+def _nan_store(path: Path) -> Path:
+    import numpy as np
+    import zarr
+
+    record_toy(path, episodes=2, size=SIZE)
+    rewards = zarr.open_group(str(path), mode="r+")["data/reward"]
+    values = rewards[:]
+    values[1] = np.nan
+    rewards[:] = values
+    return path
+
+
+def _old_store(path: Path) -> Path:
+    import json
+
+    record_toy(path, episodes=2, size=SIZE)
+    doc = json.loads((path / "zarr.json").read_text())
+    doc["attributes"]["robot_stack"]["spec_version"] = 1
+    (path / "zarr.json").write_text(json.dumps(doc))
+    return path
+
+
+def _empty_store(path: Path) -> Path:
+    from robot_stack.recorder import EpisodeRecorder
+    from sim.toy import make_toy_env
+
+    obs_spec, action_spec, _ = make_toy_env(heightmap_size=SIZE).policy_spec_parts
+    EpisodeRecorder(path, obs_spec, action_spec).close()
+    return path
+
+
+@pytest.mark.parametrize("make, problem", [
+    (_nan_store, "data/reward has NaN or inf"),
+    (_old_store, "spec version 1; this robot-stack uses spec version 2"),
+    (_empty_store, "no committed episodes"),
+    (lambda p: record_toy(p, episodes=2, size=24), "spec does not match.*heightmap"),
+])
+def test_a_bad_store_is_refused_before_ray_naming_the_store_and_the_problem(tmp_path, stores, no_ray, make, problem):
+    bad = make(tmp_path / "bad.zarr")
+    with pytest.raises(SweepError, match=rf"datasets\[1\]: cannot use dataset '{bad}'.*{problem}") as err:
+        run_sweep(sweep(tmp_path, [str(stores[0]), str(bad)]))
+    assert "\n" not in str(err.value)
+
+
+def test_a_trial_that_raises_while_training_is_a_row(tmp_path, stores, monkeypatch):
+    from robot_stack.jobs import offline as offline_job
+
+    def broken(job):
+        raise RuntimeError("escnn basis\nsecond line")
+
+    monkeypatch.setattr(offline_job, "run_job", broken)
+    trial = make_trials(sweep(tmp_path, [str(stores[0])], algos=["iql"]))[0]
+    assert sweep_offline.run_offline_trial(trial.job_config)["error"] == "RuntimeError: escnn basis"
+
+
+class FakeRay:
+    """The Ray calls of ``sweep._run_all``, run in this process one trial at a time by ``run(job_config)``."""
+
+    class exceptions:  # noqa: N801 - stands in for the module ray.exceptions
+        class RayError(Exception):
+            pass
+
+    class Ref:
+        def __init__(self, job_config: dict) -> None:
+            self.job_config = job_config
+
+    def __init__(self, run) -> None:
+        self.run = run
+
+    def remote(self, **resources):
+        ref = self.Ref
+
+        class Remote:
+            @staticmethod
+            def remote(job_config, setup):
+                return ref(job_config)
+
+        return lambda fn: Remote
+
+    def wait(self, pending, num_returns):
+        return pending[:1], pending[1:]
+
+    def get(self, ref):
+        return self.run(ref.job_config)
+
+
+def _row(job_config: dict) -> dict:
+    return {"success_rate": 0.5, "return": 0.5, "length": 3.0, "transitions": 7, "train_seconds": 0.1,
+            "seconds": 0.2, "random_success": 0.0, "metrics": {}, "error": ""}
+
+
+def test_a_stopped_grid_keeps_its_rows_and_a_rerun_runs_only_the_rest(tmp_path, stores):
+    from robot_stack.jobs import sweep as sweep_job
+
+    cfg = sweep(tmp_path, [str(stores[0]), {"name": "big", "path": str(stores[1])}])
+    trials = make_trials(cfg)
+    ran: list[str] = []
+
+    def stop_at_third(job_config):
+        if len(ran) == 2:
+            raise KeyboardInterrupt
+        ran.append(job_config["name"])
+        return _row(job_config)
+
+    with pytest.raises(KeyboardInterrupt):
+        sweep_job._run_all(FakeRay(stop_at_third), cfg, sweep_job.JOBS["offline"], trials, None, False)
+    partial = sweep_offline.read_offline_results(cfg.run_dir / "results.csv")
+    assert len(partial) == 2 and (cfg.run_dir / "table.md").exists()  # partial outputs as the grid goes
+    first = list(ran)
+
+    def count(job_config):
+        ran.append(job_config["name"])
+        if job_config["name"] == trials[3].label:
+            raise FakeRay.exceptions.RayError("worker killed")
+        return _row(job_config)
+
+    results = sweep_job._run_all(FakeRay(count), cfg, sweep_job.JOBS["offline"], trials, None, False)
+    assert ran[2:] == [t.label for t in trials[2:]] and ran[:2] == first  # the kept two did not run again
+    assert results[3]["error"].startswith("RayError: worker killed") and results[2]["error"] == ""
+    assert len(sweep_offline.read_offline_results(cfg.run_dir / "results.csv")) == 4
+    assert not (cfg.run_dir / "trials" / trials[3].label / "result.json").exists()  # a failed task runs again
+    changed = make_trials(sweep(tmp_path, [str(stores[0]), {"name": "big", "path": str(stores[1])}],
+                                overrides={**TINY, "steps": 5}))
+    assert grid.saved_result(cfg.run_dir, changed[0]) is None  # another config: the trial runs again
+    assert grid.saved_result(cfg.run_dir, trials[0]) == _row({})

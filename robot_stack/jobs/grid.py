@@ -4,7 +4,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -36,6 +38,33 @@ class Trial:
     algo: str = ""  # job: offline
     dataset: Dataset | None = None  # job: offline
     job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
+
+
+RESULT_FILE = "result.json"
+
+
+def result_path(run_dir: Path, trial: Trial) -> Path:
+    return run_dir / "trials" / trial.label / RESULT_FILE
+
+
+def save_result(run_dir: Path, trial: Trial, result: dict[str, Any]) -> None:
+    """A finished trial's result with the config it ran, beside its run folder (written whole, then renamed, so a
+    sweep stopped mid-write leaves no half file)."""
+    path = result_path(run_dir, trial)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"job_config": trial.job_config, "result": result}, default=str))
+    tmp.replace(path)
+
+
+def saved_result(run_dir: Path, trial: Trial) -> dict[str, Any] | None:
+    """The result an earlier run of this sweep kept for ``trial``, if it ran the same config; else None."""
+    path = result_path(run_dir, trial)
+    if not path.is_file():
+        return None
+    saved = json.loads(path.read_text())
+    same = saved.get("job_config") == json.loads(json.dumps(trial.job_config, default=str))
+    return saved["result"] if same else None
 
 
 def base_config(cfg: Any) -> dict[str, Any]:

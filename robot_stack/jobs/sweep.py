@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from robot_stack import config, provenance
-from robot_stack.jobs import sweep_offline
+from robot_stack.jobs import grid, sweep_offline
 from robot_stack.jobs.grid import NO_VARIANT, SweepError, Trial, base_config, confidence_band, draw_curves
 from robot_stack.plotting import pyplot
 
@@ -73,6 +73,11 @@ class Job:
     success: Callable[[dict[str, Any]], float]  # a result's final success rate, for the progress bar
     write_outputs: Callable[[Path, list[Trial], list[dict[str, Any]]], None]
     outputs: str  # the files write_outputs writes, as the CLI reports them
+    # A trial whose Ray task failed (a worker killed) -> its row; None: the sweep stops there.
+    failure: Callable[[BaseException], dict[str, Any]] | None = None
+    # Keep each finished trial's result beside its run (reused by a rerun with the same trial config) and rewrite
+    # the outputs after every trial, so that a stopped sweep has partial outputs and resumes.
+    resumable: bool = False
 
 
 def make_trials(cfg: SweepConfig) -> list[Trial]:
@@ -170,7 +175,7 @@ JOBS: dict[str, Job] = {
                  "results.csv, final.csv, learning_curves.png, relaxed_weights.png"),
     "offline": Job(sweep_offline.check_offline, sweep_offline.make_offline_trials, sweep_offline.run_offline_trial,
                    sweep_offline.trial_success, sweep_offline.write_offline_outputs,
-                   "results.csv, success_vs_size.png, table.md"),
+                   "results.csv, success_vs_size.png, table.md", failure=sweep_offline.failed_trial, resumable=True),
 }
 
 
@@ -191,12 +196,12 @@ def run_sweep(cfg: SweepConfig, address: str | None = None, setup: Callable[[], 
         raise SweepError(f"cannot connect to Ray at {address!r}: {exc}") from exc
     try:
         check_resources(ray.cluster_resources(), cfg)
+        out = cfg.run_dir
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(cfg, out / "sweep.yaml")
         results = _run_all(ray, cfg, job, trials, setup, progress)
     finally:
         ray.shutdown()
-    out = cfg.run_dir
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(cfg, out / "sweep.yaml")
     provenance.append_record(out / "provenance.jsonl", started)
     job.write_outputs(out, trials, results)
     return out
@@ -213,21 +218,39 @@ def check_resources(have: dict[str, float], cfg: SweepConfig) -> None:
 def _run_all(ray, cfg: SweepConfig, job: Job, trials: list[Trial], setup, progress: bool) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    results: list[dict[str, Any] | None] = [grid.saved_result(cfg.run_dir, t) if job.resumable else None
+                                            for t in trials]
     remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(job.run_trial)
-    refs = [remote.remote(t.job_config, setup) for t in trials]
-    index = {ref: i for i, ref in enumerate(refs)}
-    results: list[dict[str, Any]] = [{}] * len(trials)
-    pending = list(refs)
+    index = {remote.remote(t.job_config, setup): i for i, t in enumerate(trials) if results[i] is None}
+    pending, kept = list(index), len(trials) - len(index)
     columns = (TextColumn("[bold]sweep {task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[last]}"), TimeElapsedColumn())
     with Progress(*columns, disable=not progress) as bar:
-        task = bar.add_task(cfg.name, total=len(refs), last="")
+        task = bar.add_task(cfg.name, total=len(trials), completed=kept,
+                            last=f"{kept} trials kept from an earlier run" if kept else "")
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             i = index[done[0]]
-            results[i] = ray.get(done[0])
+            results[i] = _result(ray, done[0], job, cfg, trials[i])
+            if job.resumable:
+                finished = [(t, r) for t, r in zip(trials, results, strict=True) if r is not None]
+                job.write_outputs(cfg.run_dir, [t for t, _ in finished], [r for _, r in finished])
             bar.update(task, advance=1, last=f"{trials[i].label}: success {job.success(results[i]):.0%}")
     return results
+
+
+def _result(ray, ref, job: Job, cfg: SweepConfig, trial: Trial) -> dict[str, Any]:
+    """The trial's result, kept for a rerun when the job resumes; a failed Ray task is not kept (a rerun tries it
+    again), and stops the sweep unless the job turns it into a row."""
+    try:
+        result = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        if job.failure is None:
+            raise
+        return job.failure(exc)
+    if job.resumable:
+        grid.save_result(cfg.run_dir, trial, result)
+    return result
 
 
 CSV_FIELDS = ("family", "variant", "seed", "step", "success_rate", "return")

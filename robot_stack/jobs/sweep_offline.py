@@ -8,17 +8,20 @@ A sweep file for an offline grid (every other key as in ``robot_stack.jobs.sweep
     base: offline_lift        # the offline launch file every trial starts from
     overrides: {steps: 100000}
     algos: [cql, iql, bc]
-    families: [relaxed, exact, cnn]
+    families: [relaxed, exact, cnn, exact+cnn]   # ACTOR+CRITIC: an actor and a critic of different families
     datasets:                 # zarr stores; each is labelled by its transition count ...
       - runs/datasets/lift_100.zarr
       - {name: expert, path: runs/datasets/lift_expert.zarr}   # ... or by the name given
     seeds: [0, 1, 2]
 
-Every dataset is opened and counted, and every trial's job config built, before Ray starts: a missing or
-unreadable store, a typo'd key, an unknown algo or family fails there, naming it. Outputs in the sweep's
-out_dir: ``results.csv`` (one row per trial), ``success_vs_size.png`` (success against dataset size, one
-panel per algo, one line per family, mean over seeds with a 95% t-band, the random policy dashed) and
-``table.md`` (the same as a markdown table).
+Every dataset is opened, checked as ``robot-stack offline`` checks it (empty, spec version, the task's specs,
+NaN/inf) and counted, and every trial's job config built, before Ray starts: a missing, unreadable or bad store, a
+typo'd key, an unknown algo or family fails there, naming it. A trial that diverges or raises is a row with its
+error. Outputs in the sweep's out_dir: ``results.csv`` (one row per trial), ``success_vs_size.png`` (success
+against dataset size, one panel per algo, one line per family, mean over seeds with a 95% t-band, the random
+policy dashed) and ``table.md`` (the same as a markdown table), rewritten after every finished trial. Each
+finished trial's result is kept in ``trials/<label>/result.json``: run the same sweep again and only the trials
+without one (or whose config changed since) run.
 """
 
 from __future__ import annotations
@@ -64,18 +67,27 @@ def check_base(cfg: SweepConfig) -> None:
     base = base_config(cfg)
     try:
         for family in cfg.families:
-            config.build(OfflineJob, config.apply_overrides(base, [f"network.family={family}"]))
+            config.build(OfflineJob, config.apply_overrides(base, family_overrides(family)))
     except config.ConfigError as exc:
         raise SweepError(f"sweep base {cfg.base!r} with its overrides: {exc}") from exc
 
 
-def read_datasets(entries: list[Any]) -> list[Dataset]:
-    """Each entry (a path or ``{name, path}``) opened and its transitions counted; errors name the entry."""
+def family_overrides(family: str) -> list[str]:
+    """A sweep family is one network family for actor and critic, or ``ACTOR+CRITIC`` (e.g. ``exact+cnn``: an
+    equivariant actor with a plain critic) for the actor/critic ablation."""
+    actor, _, critic = family.partition("+")
+    return [f"network.family={actor}", f"network.critic_family={critic or actor}"]
+
+
+def read_datasets(entries: list[Any], specs: tuple[Any, Any] | None = None) -> list[Dataset]:
+    """Each entry (a path or ``{name, path}``) opened, checked as ``robot-stack offline`` checks it (non-empty, the
+    task's ``(observation, action)`` specs when given, the spec version, finite values) and its transitions
+    counted; errors name the entry and the store."""
     out = []
     for i, entry in enumerate(entries):
         where = f"datasets[{i}]"
         name, path = _dataset_entry(entry, where)
-        n = count_transitions(path, where)
+        n = count_transitions(path, where, specs)
         out.append(Dataset(name or str(n), path, n))
     labels = [d.label for d in out]
     twins = sorted({x for x in labels if labels.count(x) > 1})
@@ -95,24 +107,44 @@ def _dataset_entry(entry: Any, where: str) -> tuple[str, str]:
     return str(entry.get("name") or ""), str(entry["path"])
 
 
-def count_transitions(path: str, where: str) -> int:
-    """Transitions as ``robot-stack offline`` loads them (``EpisodeDataset.transitions()``)."""
+def count_transitions(path: str, where: str, specs: tuple[Any, Any] | None = None) -> int:
+    """Transitions as ``robot-stack offline`` loads them (``EpisodeDataset.transitions()``), after its checks."""
     from robot_stack.recorder import EpisodeDataset
     from robot_stack.specs import SpecError
 
     if "://" not in path and not Path(path).exists():
-        raise SweepError(f"{where}: dataset {path!r} does not exist (record it with `robot-stack collect`, "
-                         f"e.g. python scripts/offline_datasets.py TASK)")
+        raise SweepError(f"{where}: dataset {path!r} does not exist (make it with `robot-stack collect "
+                         f"collect_offline task=TASK sizes=[...]`)")
     try:
-        return len(EpisodeDataset(path).transitions()["action"])
+        ds = EpisodeDataset(path)
+        ds.check(*(specs or (None, None)))
+        n = ds.n_transitions()
     except (FileNotFoundError, SpecError) as exc:
         raise SweepError(f"{where}: cannot use dataset {path!r}: {exc}") from exc
+    if n == 0:
+        raise SweepError(f"{where}: cannot use dataset {path!r}: no transitions (no episode has a step after "
+                         f"its first, nor a terminal step)")
+    return n
+
+
+def task_specs(base: dict[str, Any]) -> tuple[Any, Any]:
+    """The (observation, action) specs of the base job's task and env options, which every trial shares."""
+    import sim
+    from robot_stack.jobs.offline import OfflineJob
+
+    job = config.build(OfflineJob, base)
+    env = sim.make_env(job.task, **job.env)
+    try:
+        obs_spec, action_spec, _ = env.policy_spec_parts
+    finally:
+        env.close()
+    return obs_spec, action_spec
 
 
 def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
     """The grid of a ``job: offline`` sweep, each trial's ``OfflineJob`` built (and so checked) up front."""
     base = base_config(cfg)
-    datasets = read_datasets(cfg.datasets)
+    datasets = read_datasets(cfg.datasets, task_specs(base))
     trials = []
     for dataset in datasets:
         for algo in cfg.algos:
@@ -131,7 +163,7 @@ def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
 def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, Any]:
     from robot_stack.jobs.offline import OfflineJob
 
-    data = config.apply_overrides(base, [f"algo={trial.algo}", f"network.family={trial.family}",
+    data = config.apply_overrides(base, [f"algo={trial.algo}", *family_overrides(trial.family),
                                          f"seed={trial.seed}", "progress=false", "export=false"])
     data.update(datasets=[trial.dataset.path], out_dir=str(run_dir / "trials"), name=trial.label)
     return config.to_dict(config.build(OfflineJob, data))
@@ -142,8 +174,8 @@ def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, 
 def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | None = None) -> dict[str, Any]:
     """One offline job: its evaluation, last logged training metrics, and a random policy on the same seeds.
 
-    A run that diverges (non-finite loss) is a result, not a crash of the whole grid: it comes back with
-    ``error`` set and no success rate."""
+    A run that diverges (non-finite loss) or raises while training is a result, not a crash of the whole grid: it
+    comes back with ``error`` set and no success rate."""
     if setup is not None:
         setup()
     from robot_stack.jobs.offline import OfflineJob, run_job
@@ -152,14 +184,26 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
     started = time.perf_counter()
     try:
         summary = run_job(job)
-    except FloatingPointError as exc:
-        return {"error": str(exc), "seconds": time.perf_counter() - started, "random_success": random_success(job)}
+    except Exception as exc:  # any failure of one cell is that cell's row; the grid goes on
+        return {"error": error_text(exc), "seconds": time.perf_counter() - started,
+                "random_success": random_success(job)}
     last = summary["history"][-1] if summary["history"] else {}
     ev = summary["eval"]
     return {"success_rate": ev["success_rate"], "return": ev["mean_return"], "length": ev["mean_length"],
             "transitions": summary["transitions"], "train_seconds": summary["train_seconds"],
             "seconds": time.perf_counter() - started, "random_success": random_success(job),
             "metrics": {k: v for k, v in last.items() if k != "step"}, "error": ""}
+
+
+def error_text(exc: BaseException) -> str:
+    """One line for the results row: the exception's type and first line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def failed_trial(exc: BaseException) -> dict[str, Any]:
+    """The row of a trial whose Ray task itself failed (a worker killed, out of memory)."""
+    return {"error": error_text(exc), "random_success": math.nan}
 
 
 def trial_success(result: dict[str, Any]) -> float:
@@ -220,6 +264,10 @@ class Cell:
     mean: float
     half: float
     seeds: int  # finished (non-diverged) seeds behind the mean
+    runs: int = 1  # trials behind the cell, diverged ones included (0: none has finished yet)
+
+
+NOT_RUN = Cell(0, math.nan, math.nan, 0, runs=0)
 
 
 def grid_cells(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[tuple[str, str, str], Cell]:
@@ -229,7 +277,7 @@ def grid_cells(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict
         sel = [r for r in rows if (r["algo"], r["family"], r["dataset"]) == key]
         values = np.array([r[metric] for r in sel if math.isfinite(r[metric])])
         mean, half = confidence_band(values) if len(values) else (math.nan, math.nan)
-        out[key] = Cell(sel[0]["transitions"], float(mean), float(half), len(values))
+        out[key] = Cell(sel[0]["transitions"], float(mean), float(half), len(values), len(sel))
     return out
 
 
@@ -259,13 +307,15 @@ def offline_table(rows: list[dict[str, Any]]) -> str:
     head = ["algo", "family"] + [d if d == str(sizes[d]) else f"{d} ({sizes[d]})" for d in datasets]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for algo, family in dict.fromkeys((a, f) for a, f, _ in cells):
-        lines.append(f"| {algo} | {family} | " + " | ".join(_cell_text(cells[(algo, family, d)]) for d in datasets)
-                     + " |")
+        texts = [_cell_text(cells.get((algo, family, d), NOT_RUN)) for d in datasets]
+        lines.append(f"| {algo} | {family} | " + " | ".join(texts) + " |")
     lines.append("| random | - | " + " | ".join(_cell_text(rand[d]) for d in datasets) + " |")
     return "\n".join(lines) + "\n"
 
 
 def _cell_text(cell: Cell) -> str:
+    if not cell.runs:
+        return "-"
     if not cell.seeds:
         return "diverged"
     return f"{cell.mean:.2f} ± {cell.half:.2f}" + ("" if cell.seeds > 1 else " (1 seed)")
@@ -283,7 +333,7 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
     fig, axes = plt.subplots(1, len(algos), figsize=(4.5 * len(algos), 3.8), squeeze=False, sharey=True)
     for ax, algo in zip(axes[0], algos, strict=True):
         for family in dict.fromkeys(f for a, f, _ in cells if a == algo):
-            _band(ax, x, [cells[(algo, family, d)] for d in datasets], label=family)
+            _band(ax, x, [cells.get((algo, family, d), NOT_RUN) for d in datasets], label=family)
         _band(ax, x, [rand[d] for d in datasets], label="random", color="grey", ls="--")
         ax.set_title(algo)
         ax.set_xticks(x, [str(rand[d].transitions) if d == str(rand[d].transitions) else f"{d}\n({rand[d].transitions})"

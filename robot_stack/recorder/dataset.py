@@ -202,6 +202,11 @@ class EpisodeDataset:
             self._index = _StepIndex.build(self, [self._bounds(int(i)) for i in sorted(self.episode_ids)])
         return self._index
 
+    def n_transitions(self) -> int:
+        """How many transitions ``transitions()`` returns, without gathering them."""
+        self.check_nonempty()
+        return len(self._steps().valid)
+
     def transitions(self, n_step: int = 1, gamma: float = 0.99) -> dict[str, Any]:
         """Every valid transition of the view, as arrays (obs, action, reward, next_obs, done, discount)."""
         self.check_nonempty()
