@@ -1,5 +1,9 @@
 """Build the offline RL datasets of issue 6 for one task: 100, 500, 1000 and 5000 transitions.
 
+Superseded by one command (issue 21): `robot-stack collect collect_offline task=T` records every size of
+launch/collect_offline.yaml and writes the quality table beside the stores. This script remains for its extra
+figures (validate, size on disk, load); it now records at the launch file's (gripper-centred) view.
+
     python scripts/offline_datasets.py stack                     # runs/datasets/stack_{100,500,1000,5000}.zarr
     python scripts/offline_datasets.py door --sizes 100 500 --overwrite
 
@@ -27,7 +31,7 @@ from robot_stack.provenance import source_commit
 
 ROOT = Path(__file__).resolve().parent.parent
 SIZES = (100, 500, 1000, 5000)
-TASKS = ("lift", "stack", "door")
+TASKS = ("lift", "stack", "door", "push")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +56,7 @@ def build(task: str, size: int, out_dir: Path, overwrite: bool) -> dict[str, Any
         if not overwrite:
             raise SystemExit(f"{out} exists; pass --overwrite to rebuild it")
         shutil.rmtree(out)
-    args = ["collect", "collect_offline", f"task={task}", f"transitions={size}", f"out={out}"]
+    args = ["collect", "collect_offline", f"task={task}", "sizes=[]", f"transitions={size}", f"out={out}"]
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     subprocess.run(robot_stack(args), cwd=ROOT, check=True)

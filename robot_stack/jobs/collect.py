@@ -21,6 +21,8 @@ class CollectJob:
     out: str = "runs/collect_{task}.zarr"
     episodes: int = 10
     transitions: int = 0  # > 0: stop at exactly this many transitions instead of after `episodes`
+    # one store per size, each of exactly that many transitions, with their quality stated (jobs/offline_data.py)
+    sizes: list[int] = field(default_factory=list)
     policy: str = "expert"  # "expert" (sim.make_expert) or the path of an exported .onnx policy package
     noise: float | list[float] = 0.1  # Gaussian std added to the actions; a list: episode i uses noise[i % len]
     seed: int = 0
@@ -38,6 +40,10 @@ class CollectJob:
             raise ValueError(f"episodes must be >= 1, max_steps and transitions >= 0; got {self.episodes}, "
                              f"{self.max_steps}, {self.transitions}")
         noise_levels(self)
+        if any(int(n) < 1 for n in self.sizes) or len(set(self.sizes)) != len(self.sizes):
+            raise ConfigError(f"sizes must be distinct transition counts >= 1, got {self.sizes}")
+        if self.sizes and self.transitions:
+            raise ConfigError("set either sizes (one store per size) or transitions (one store), not both")
         check_choice("label", self.label, LABELS)
         if self.label == "expert" and self.policy == "expert":
             raise ConfigError("label: expert relabels the states a policy visits: set policy to an .onnx package")

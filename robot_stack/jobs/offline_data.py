@@ -1,0 +1,129 @@
+"""Offline RL datasets of several sizes by one command, each with its quality stated.
+
+``robot-stack collect collect_offline task=T`` (``sizes`` set) records one store per size, each holding exactly
+that many transitions as ``robot-stack offline`` counts them (whole episodes, the last one cut short to land on the
+size). Episode i of every store is reset with ``seed + i`` and acted by the scripted expert with Gaussian action
+noise ``noise[i % len(noise)]``, the noise drawn from a generator seeded with ``seed``: a smaller store holds the
+first episodes of a larger one. The quality of each store (transitions, episodes, success share, mean return, and
+per noise level the episodes and successes) is printed as a table and written beside the stores as
+``<task>_datasets.json`` and ``<task>_datasets.md``. ``store_quality`` describes any store the recorder wrote, a
+real robot's included.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from robot_stack import config, provenance
+from robot_stack.jobs.collect import CollectJob, collect
+
+
+def store_quality(path: str | Path) -> dict[str, Any]:
+    """What an offline learner gets from a store: transitions (as it counts them), episodes, the share of successful
+    episodes, mean return and length per episode, and per noise level (when the episodes record one) the episodes and
+    successes."""
+    from robot_stack.recorder import EpisodeDataset
+
+    ds = EpisodeDataset(path, cache=False)
+    infos = [ds.episode_meta(int(i)) for i in ds.episode_ids]
+    ends = np.asarray(ds.state.ends[: ds.state.n_episodes], dtype=np.int64)
+    starts = np.concatenate([[0], ends[:-1]])
+    rewards = np.asarray(ds.group["data"]["reward"][: ds.state.n_steps], dtype=np.float64)
+    returns = np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0)
+    successes = [bool(m.get("success")) for m in infos]
+    row = {"store": str(path), "transitions": ds.n_transitions(), "steps": int(ds.state.n_steps),
+           "episodes": len(infos), "successes": int(sum(successes)), "success_share": float(np.mean(successes)),
+           "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(ends - starts)),
+           "cut_episodes": sum(bool(m.get("cut")) for m in infos)}
+    if infos and all("noise" in m for m in infos):
+        row["by_noise"] = _by_noise(infos)
+    return row
+
+
+def _by_noise(infos: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for level in sorted({float(m["noise"]) for m in infos}):
+        chosen = [m for m in infos if float(m["noise"]) == level]
+        out[f"{level:g}"] = {"episodes": len(chosen), "successes": sum(bool(m.get("success")) for m in chosen)}
+    return out
+
+
+def check_sizes(job: CollectJob) -> None:
+    """The store of every size must get its own path: ``out`` names ``{transitions}`` when there are several."""
+    if len(job.sizes) > 1 and "{transitions}" not in job.out:
+        raise config.ConfigError(f"sizes {job.sizes} need one store each: out ({job.out!r}) must contain "
+                                 f"{{transitions}}, e.g. runs/datasets/{{task}}_{{transitions}}.zarr")
+
+
+def make_datasets(job: CollectJob) -> dict[str, Any]:
+    """One store per size in ``job.sizes`` (an existing store of exactly that size is kept), described; returns the
+    rows and the paths of the quality files."""
+    check_sizes(job)
+    rows = []
+    for size in job.sizes:
+        out = job.out.format(task=job.task, transitions=size)
+        t0 = time.perf_counter()
+        made = _make_store(job, size, out)
+        rows.append({"size": size, **store_quality(out), "made": made,
+                     "wall_s": round(time.perf_counter() - t0, 1)})
+    return {"rows": rows, "files": write_quality(job, rows)}
+
+
+def _make_store(job: CollectJob, size: int, out: str) -> str:
+    from robot_stack.recorder import store
+
+    if not store.is_store(out):
+        collect(dataclasses.replace(job, sizes=[], transitions=size, out=out))
+        return "recorded"
+    have = store_quality(out)["transitions"]
+    if have != size:
+        raise config.ConfigError(f"{out} already holds a store of {have} transitions, not {size}: delete it or give "
+                                 f"another out")
+    return "kept"
+
+
+def write_quality(job: CollectJob, rows: list[dict[str, Any]]) -> dict[str, str]:
+    """``<task>_datasets.json`` (the rows, the collect config, provenance) and ``.md`` beside the first store; rows
+    an earlier run wrote there for other stores stay."""
+    folder = Path(rows[0]["store"]).parent
+    paths = {"json": folder / f"{job.task}_datasets.json", "md": folder / f"{job.task}_datasets.md"}
+    rows = _merged(paths["json"], rows)
+    record = {"task": job.task, "collect": config.to_dict(job), "stores": rows,
+              "provenance": provenance.record("collect")}
+    paths["json"].write_text(json.dumps(record, indent=2, default=str) + "\n")
+    paths["md"].write_text(quality_markdown(job, rows))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _merged(path: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier run's file for other stores, then these; by size."""
+    earlier = json.loads(path.read_text())["stores"] if path.is_file() else []
+    mine = {r["store"] for r in rows}
+    return sorted([r for r in earlier if r["store"] not in mine] + rows, key=lambda r: r["transitions"])
+
+
+def quality_markdown(job: CollectJob, rows: list[dict[str, Any]]) -> str:
+    view = job.sim.get("view", "default")
+    size = job.sim.get("heightmap_size", "default")
+    head = (f"# {job.task} offline datasets\n\nScripted expert, episode i with action noise std noise[i % "
+            f"{len(job.noise) if isinstance(job.noise, list) else 1}] of {job.noise}; view {view}, heightmap "
+            f"{size} px; seed {job.seed}.\n\n")
+    return head + quality_table(rows)
+
+
+def quality_table(rows: list[dict[str, Any]]) -> str:
+    """Markdown: one row per store."""
+    lines = ["| store | transitions | episodes | success share | mean return | mean length | per noise std: "
+             "successes / episodes | made | wall s |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        mix = ", ".join(f"{k}: {v['successes']}/{v['episodes']}" for k, v in r.get("by_noise", {}).items()) or "-"
+        lines.append(f"| {r['store']} | {r['transitions']} | {r['episodes']} ({r['cut_episodes']} cut) | "
+                     f"{r['success_share']:.2f} | {r['mean_return']:.2f} | {r['mean_length']:.1f} | {mix} | "
+                     f"{r.get('made', '-')} | {r.get('wall_s', '-')} |")
+    return "\n".join(lines) + "\n"
