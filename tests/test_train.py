@@ -100,6 +100,8 @@ def test_a_run_writes_its_evals_as_csv_and_a_learning_curve(tmp_path, capsys):
     assert rows == read_checkpoint(tmp_path / "checkpoint.pt")["evals"] == result.evals
     assert [r["step"] for r in rows] == [20, 40]
     assert 0 <= rows[0]["seconds"] <= rows[1]["seconds"]
+    updated = [r for r in rows if "q" in r]  # the update statistics of the evals after the first updates
+    assert updated and all(np.isfinite(r["q"]) and r["alpha"] > 0 for r in updated)
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(tmp_path.glob("*.tmp"))
     last = capsys.readouterr().out.strip().splitlines()[-1]

@@ -9,8 +9,9 @@ DESCRIPTION = (HELP + "\n\nExamples:\n  robot-stack train launch/train_push.yaml
                "  robot-stack train train_toy seed=3 network.family=exact sac.lr=3e-4 total_steps=2000\n\n"
                "A job resumes from <out_dir>/checkpoint.pt when one exists (resume=false starts over).\n"
                "Ctrl-C saves a checkpoint before exiting. Tensorboard logs go to <out_dir>/tb.\n"
-               "<out_dir>/evals.csv (step, success_rate, return, seconds) and <out_dir>/learning_curve.png are\n"
-               "rewritten after every eval: read them while the job runs or after it, no torch needed.")
+               "<out_dir>/evals.csv (step, success_rate, return, seconds; the mean q, bc_loss and alpha since the\n"
+               "last eval) and <out_dir>/learning_curve.png are rewritten after every eval: read them while the\n"
+               "job runs or after it, no torch needed.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

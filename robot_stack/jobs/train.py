@@ -7,7 +7,8 @@ environments start fresh episodes (an episode cut by the kill is not continued, 
 n-step window is dropped). Ctrl-C saves a checkpoint before the job exits.
 
 For reading a run without torch, ``<out_dir>/evals.csv`` (one row per eval: step, success_rate, return, seconds of
-training since the run started, summed over resumed sessions) and ``<out_dir>/learning_curve.png`` are rewritten
+training since the run started, summed over resumed sessions; the mean Q, BC loss and temperature over the updates
+since the previous eval) and ``<out_dir>/learning_curve.png`` are rewritten
 from the eval history after every eval and when a job starts or resumes, so after a resume they match the checkpoint.
 ``<out_dir>/provenance.jsonl`` gets one line per session (start step, commit, machine, load).
 """
@@ -44,7 +45,10 @@ AGENT_MODULES = ("actor", "critic", "critic_target")
 TRAINING_KIND = "sac-training"
 EVALS_CSV = "evals.csv"
 CURVE_PNG = "learning_curve.png"
-EVAL_FIELDS = ("step", "success_rate", "return", "seconds")
+# Means over the updates since the previous eval, written beside each eval: whether the critic learns what the task
+# is worth (q), how hard the BC term pulls (bc_loss) and the temperature.
+UPDATE_STATS = ("q", "bc_loss", "alpha")
+EVAL_FIELDS = ("step", "success_rate", "return", "seconds", *UPDATE_STATS)
 
 
 class CheckpointError(config.ConfigError):
@@ -143,6 +147,7 @@ class Trainer:
         self.episodes = 0
         self.evals: list[dict[str, float]] = []
         self.recent: deque[float] = deque(maxlen=cfg.success_window)
+        self.update_stats: dict[str, list[float]] = {k: [] for k in UPDATE_STATS}
         self.writer = None
         self.started = time.perf_counter()
         self.seconds_before = 0.0  # training time of earlier sessions of this run, from the checkpoint
@@ -243,6 +248,10 @@ class Trainer:
         scores = evaluate(policy, self.eval_env, self.cfg.eval_episodes, self.cfg.seed)
         result = {"step": self.step, "success_rate": scores["success_rate"], "return": scores["mean_return"],
                   "seconds": round(self.seconds, 2)}
+        for key, values in self.update_stats.items():
+            if values:
+                result[key] = round(float(np.mean(values)), 5)
+            values.clear()
         self.evals.append(result)
         self._log({"eval/success_rate": result["success_rate"], "eval/return": result["return"]})
         self.write_eval_files()
@@ -346,6 +355,9 @@ class Trainer:
         info: dict[str, float] = {}
         while owed >= 1.0:
             info = self.agent.update(self.buffer.sample(self.cfg.sac.batch_size, self.cfg.sac.demo_fraction))
+            for key, values in self.update_stats.items():
+                if key in info:
+                    values.append(float(info[key]))
             owed -= 1.0
         if info and self.agent.updates % 100 < max(1, int(self.cfg.updates_per_step * self.cfg.num_envs)):
             self._log({f"train/{k}": v for k, v in info.items()})
