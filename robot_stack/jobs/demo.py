@@ -29,10 +29,10 @@ SIZES = ("env_steps", "expert_episodes", "bc_pretrain_updates", "eval_every", "e
          "robot_episodes", "finetune_steps")
 # Sized so the default run (push) ends within 10 minutes on 2 CPU cores: docs/results/demo.md has the timings.
 TASK_SIZES: dict[str, dict[str, int]] = {
-    "push": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 500,
-             "eval_episodes": 30, "collect_episodes": 30, "robot_episodes": 20, "finetune_steps": 400},
-    "lift": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 500,
-             "eval_episodes": 30, "collect_episodes": 30, "robot_episodes": 20, "finetune_steps": 400},
+    "push": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 625,
+             "eval_episodes": 25, "collect_episodes": 25, "robot_episodes": 20, "finetune_steps": 300},
+    "lift": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 625,
+             "eval_episodes": 25, "collect_episodes": 25, "robot_episodes": 20, "finetune_steps": 300},
 }
 QUICK = {"env_steps": 300, "expert_episodes": 5, "bc_pretrain_updates": 200, "eval_every": 150, "eval_episodes": 5,
          "collect_episodes": 5, "robot_episodes": 3, "finetune_steps": 40}
@@ -224,6 +224,8 @@ class Demo:
     cfg: DemoConfig
     out: Path = field(init=False)
     timings: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds of this process per step: on a loaded
+    # machine, about the wall time the step would take alone (the robot run is paced by the loop rate instead)
     report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -240,9 +242,9 @@ class Demo:
         if not self.console.is_terminal:  # a log file: wide enough for the progress line and the table
             self.console = Console(width=120)
         self.console.rule(f"robot-stack demo: {self.cfg.task} -> {self.out}")
-        self.report["provenance_start"] = provenance.record("demo")
+        self.report["provenance_start"] = provenance.record("demo", command=_command_line())
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(1, mp_context=get_context("forkserver")) as pool:
+        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
             side = pool.submit(baselines, self.cfg.task, self.train_cfg.env, self.cfg.eval_episodes,
                                self.cfg.collect_episodes, self.cfg.seed, str(self.out / "expert.zarr"))
             self._step("1/5 learn: expert demos, BC pre-training, online relaxed-equivariant SAC", self.train)
@@ -259,9 +261,10 @@ class Demo:
 
     def _step(self, title: str, fn: Any) -> None:
         self.console.rule(title)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
         self.timings[title] = time.perf_counter() - t0
+        self.cpu[title] = time.process_time() - c0
 
 
     # ------------------------------------------------------------------ steps
@@ -382,6 +385,7 @@ class Demo:
         self.report["config"] = config.to_dict(self.cfg)
         self.report["train_config"] = config.to_dict(self.train_cfg)
         self.report["timings_s"] = dict(self.timings)
+        self.report["cpu_s"] = {**self.cpu, "child processes (baselines, policy server)": _children_cpu()}
         table = self.table_rows()
         self.print_table(table)
         (self.out / "report.md").write_text(self.markdown(table))
@@ -429,11 +433,12 @@ class Demo:
                  f"gripper-centred view {self.train_cfg.env.get('heightmap_size')} px; every figure measured in this "
                  f"run ({start['utc']}, commit {start['commit']}, {machine['cpu_model']}, {machine['cpus']} CPUs, "
                  f"load average at start {start['load_average']}, at the end "
-                 f"{self.report['provenance_end']['load_average']}).", "",
+                 f"{self.report['provenance_end']['load_average']}).", "", f"Command: `{start['command']}`", "",
                  "| what | measured |", "|---|---|"]
         lines += [f"| {a} | {b} |" for a, b in rows]
-        lines += ["", "| step | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v:.1f} |" for k, v in self.timings.items()]
+        lines += ["", "| step | wall seconds | CPU seconds of the demo process |", "|---|---|---|"]
+        lines += [f"| {k} | {v:.1f} | {self.cpu[k]:.1f} |" for k, v in self.timings.items()]
+        lines += [f"| child processes (baselines, policy server) | | {_children_cpu():.1f} |"]
         for name, caption in self.captions().items():
             lines += ["", f"![{name}]({Path(self.report['pngs'][name]).name})", "", caption]
         return "\n".join(lines) + "\n"
@@ -539,6 +544,20 @@ def heights_above_table(heightmap: np.ndarray, arm: np.ndarray, spec: Any) -> np
 
 def _eval_at_end(evals: list[dict[str, float]], episodes: int) -> dict[str, Any]:
     return {"success_rate": evals[-1]["success_rate"], "step": evals[-1]["step"], "episodes": episodes}
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return shlex.join(["robot-stack", *sys.argv[1:]])
+
+
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # children that have ended
+    return usage.ru_utime + usage.ru_stime
 
 
 def _plain(value: Any) -> Any:
