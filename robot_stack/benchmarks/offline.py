@@ -5,7 +5,15 @@ equivariant network costs), CQL with the critic re-encoding the heightmap for ev
 (``encode_once: false``, the ratio is what encoding once saves), and for the data path the in-memory sampler
 of ``policies.data`` (the ratio is what reading batches from the zarr store costs).
 Options (key=value): ``size``, ``batch``, ``steps``, ``families`` (comma-separated), ``algos``, ``device``
-(cpu | cuda | auto).
+(cpu | cuda | auto), ``config``.
+
+``config=offline_push`` (a launch file) times what one grid cell of an offline sweep costs at that file's
+settings (task, view, heightmap size, network, algorithm configs, batch size) on one torch thread: ms per update
+of each algo and family, wall clock (``update_ms.<algo>_<family>``) and CPU time (``update_cpu_ms``: what a core of
+its own takes on a busy machine), with its ratio to the plain cnn's; CPU ms to sample and turn a batch, seconds to
+build the env and CPU seconds per evaluation episode (each family's policy, and the random baseline), and from
+these ``cell_cpu_s.<algo>_<family>``: a trial at the file's ``steps`` and ``eval_episodes`` (evaluation episodes
+of an untrained policy, which run to the horizon: an upper bound). ``size`` and ``batch`` are then the file's.
 """
 
 from __future__ import annotations
@@ -21,12 +29,13 @@ from robot_stack.benchmarks import BenchReport
 
 FAMILIES = ("cnn", "exact", "relaxed")
 ALGOS = ("bc", "iql", "cql")
+SAMPLES = 100  # batches timed per family
 
 
 def _options(quick: bool, options: list[str]) -> dict[str, Any]:
     opts: dict[str, Any] = {"size": 32 if quick else 64, "batch": 16 if quick else 64, "steps": 2 if quick else 10,
                             "families": ",".join(FAMILIES), "algos": ",".join(ALGOS), "device": "cpu",
-                            "episodes": 30 if quick else 200}
+                            "episodes": 30 if quick else 200, "config": ""}
     for item in options:
         key, _, value = item.partition("=")
         if key not in opts:
@@ -35,19 +44,23 @@ def _options(quick: bool, options: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _random_batch(spec: Any, batch: int, device: Any, rng: np.random.Generator) -> Any:
-    from policies.core import Batch
-
-    size = spec.observation.heightmap_size
+def _random_arrays(spec: Any, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """``n`` transitions of random values in the spec's shapes."""
+    size, channels = spec.observation.heightmap_size, spec.observation.heightmap_channels
     vec = spec.observation.vector_dim
 
     def arr(*shape: int) -> np.ndarray:
         return rng.random(shape, dtype=np.float32)
 
-    data = {"heightmap": arr(batch, 1, size, size) * 0.1, "vector": arr(batch, vec), "action": arr(batch, 5) * 2 - 1,
-            "reward": arr(batch), "next_heightmap": arr(batch, 1, size, size) * 0.1, "next_vector": arr(batch, vec),
-            "done": np.zeros(batch, np.float32)}
-    return Batch.from_numpy(data, device)
+    return {"heightmap": arr(n, channels, size, size) * 0.1, "vector": arr(n, vec), "action": arr(n, 5) * 2 - 1,
+            "reward": arr(n), "next_heightmap": arr(n, channels, size, size) * 0.1, "next_vector": arr(n, vec),
+            "done": np.zeros(n, np.float32)}
+
+
+def _random_batch(spec: Any, batch: int, device: Any, rng: np.random.Generator) -> Any:
+    from policies.core import Batch
+
+    return Batch.from_numpy(_random_arrays(spec, batch, rng), device)
 
 
 def bench_updates(report: BenchReport, opts: dict[str, Any]) -> None:
@@ -89,6 +102,98 @@ def bench_updates(report: BenchReport, opts: dict[str, Any]) -> None:
             got = report.figures.get(f"{name}_{family}_steps_per_s")
             if base and got and family != "cnn":
                 report.add(f"{name}_{family}_vs_cnn", got / base, "x")
+
+
+def _update_ms(algo: Any, batch: Any, steps: int, device: Any) -> tuple[float, float]:
+    """Milliseconds per ``algo.update`` after one warm-up (escnn builds its filters then): wall clock, and this
+    process's CPU time (on one torch thread, what a core of its own would take however busy the machine is)."""
+    import torch
+
+    algo.update(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    t0, c0 = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        algo.update(batch)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 1000 * (time.perf_counter() - t0) / steps, 1000 * (time.process_time() - c0) / steps
+
+
+def bench_launch(report: BenchReport, opts: dict[str, Any], quick: bool) -> None:
+    """What one offline grid cell costs at the launch file ``opts["config"]``'s settings (module docstring)."""
+    import torch
+
+    import sim
+    from policies.core import pick_device
+    from robot_stack import config
+    from robot_stack.jobs.evaluation import evaluate, random_policy
+    from robot_stack.jobs.offline import OfflineJob
+
+    torch.set_num_threads(1)
+    job = config.load(OfflineJob, opts["config"], [])
+    device = pick_device(opts["device"])
+    t0 = time.perf_counter()
+    env = sim.make_env(job.task, **job.env)
+    report.add("env_build_s", time.perf_counter() - t0, "s")
+    episodes = 1 if quick else 3
+    algos = [a for a in opts["algos"].split(",") if a]
+    families = [f for f in opts["families"].split(",") if f]
+    for family in families:
+        _bench_family(report, job, env, family, algos, device, opts["steps"], episodes)
+    c0 = time.process_time()
+    evaluate(random_policy(env, 0), env, episodes, 0)
+    report.add("eval_episode_cpu_s.random", (time.process_time() - c0) / episodes, "CPU s/episode")
+    _cell_figures(report, job, algos, families)
+    env.close()
+
+
+def _bench_family(report: BenchReport, job: Any, env: Any, family: str, algos: list[str], device: Any, steps: int,
+                  episodes: int) -> None:
+    """Batch sampling (turned unless the family is the plain cnn), each algorithm's update, and evaluation episodes
+    of the family's actor."""
+    import torch
+
+    import sim
+    from policies.core import Batch
+    from policies.data import TransitionArrays
+    from policies.registry import build_algorithm
+    from robot_stack.jobs.evaluation import evaluate, torch_policy
+    from robot_stack.symmetry import Group
+
+    rng = np.random.default_rng(0)
+    net = {**job.network, "family": family, "critic_family": family}
+    spec = sim.policy_spec(env, net.get("group", "C8"), family)
+    data = TransitionArrays(_random_arrays(spec, 4 * job.batch_size, rng))
+    group = None if family == "cnn" else Group.parse(spec.group)
+    c0 = time.process_time()
+    for _ in range(SAMPLES):
+        data.sample(job.batch_size, rng, group)
+    report.add(f"sample_cpu_ms.{family}", 1000 * (time.process_time() - c0) / SAMPLES, "CPU ms/batch")
+    batch = Batch.from_numpy(data.sample(job.batch_size, rng, group), device)
+    for name in algos:
+        torch.manual_seed(0)
+        algo = build_algorithm(name, spec, net, getattr(job, name), device)
+        wall, cpu = _update_ms(algo, batch, steps, device)
+        report.add(f"update_ms.{name}_{family}", wall, "ms/update")
+        report.add(f"update_cpu_ms.{name}_{family}", cpu, "CPU ms/update")
+    c0 = time.process_time()
+    evaluate(torch_policy(algo.actor, spec, device), env, episodes, 0)
+    report.add(f"eval_episode_cpu_s.{family}", (time.process_time() - c0) / episodes, "CPU s/episode")
+
+
+def _cell_figures(report: BenchReport, job: Any, algos: list[str], families: list[str]) -> None:
+    """Each trial's projected CPU seconds at the file's steps and eval episodes (one env build; the random baseline is
+    evaluated once per seed of a sweep, not per trial), and each update's ratio to the plain cnn's."""
+    f = report.figures
+    for family in families:
+        evals = job.eval_episodes * f[f"eval_episode_cpu_s.{family}"] + f["env_build_s"]
+        for name in algos:
+            update_s = (f[f"update_cpu_ms.{name}_{family}"] + f[f"sample_cpu_ms.{family}"]) / 1000
+            report.add(f"cell_cpu_s.{name}_{family}", job.steps * update_s + evals, "CPU s/trial")
+            base = f.get(f"update_cpu_ms.{name}_cnn")
+            if base and family != "cnn":
+                report.add(f"update_vs_cnn.{name}_{family}", f[f"update_cpu_ms.{name}_{family}"] / base, "x")
 
 
 def _record(path: Path, size: int, episodes: int) -> None:
@@ -147,6 +252,11 @@ def bench_data(report: BenchReport, opts: dict[str, Any], seconds: float) -> Non
 def run(quick: bool, options: list[str]) -> BenchReport:
     opts = _options(quick, options)
     report = BenchReport("offline")
+    if opts["config"]:
+        report.notes.append(f"launch file {opts['config']}'s settings, {opts['steps']} timed updates after one "
+                            f"warm-up, one torch thread; device {opts['device']}")
+        bench_launch(report, opts, quick)
+        return report
     report.notes.append(f"heightmap {opts['size']} px, batch {opts['batch']}, {opts['steps']} timed steps after one "
                         f"warm-up, default NetworkConfig widths; device {opts['device']}")
     bench_data(report, opts, seconds=1.0 if quick else 3.0)

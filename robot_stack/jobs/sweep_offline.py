@@ -27,7 +27,10 @@ without one (or whose config changed since) run.
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -186,12 +189,12 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
         summary = run_job(job)
     except Exception as exc:  # any failure of one cell is that cell's row; the grid goes on
         return {"error": error_text(exc), "seconds": time.perf_counter() - started,
-                "random_success": random_success(job)}
+                "random_success": cached_random_success(job)}
     last = summary["history"][-1] if summary["history"] else {}
     ev = summary["eval"]
     return {"success_rate": ev["success_rate"], "return": ev["mean_return"], "length": ev["mean_length"],
             "transitions": summary["transitions"], "train_seconds": summary["train_seconds"],
-            "seconds": time.perf_counter() - started, "random_success": random_success(job),
+            "seconds": time.perf_counter() - started, "random_success": cached_random_success(job),
             "metrics": {k: v for k, v in last.items() if k != "step"}, "error": ""}
 
 
@@ -209,6 +212,22 @@ def failed_trial(exc: BaseException) -> dict[str, Any]:
 def trial_success(result: dict[str, Any]) -> float:
     """A diverged trial has no success rate: NaN."""
     return result.get("success_rate", math.nan)
+
+
+def cached_random_success(job: Any) -> float:
+    """``random_success``, computed once per task, env options, seed and episode count in a sweep: every algo,
+    family and dataset of a seed shares it (kept in ``<out_dir>/random/``, beside the trials' runs)."""
+    key = {"task": job.task, "env": job.env, "seed": job.seed, "episodes": job.eval_episodes}
+    name = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = Path(job.out_dir) / "random" / f"{name}.json"
+    if path.is_file():
+        return float(json.loads(path.read_text())["success_rate"])
+    rate = random_success(job)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # two workers may compute it at once: each renames a whole file
+    tmp.write_text(json.dumps({**key, "success_rate": rate}, default=str))
+    tmp.replace(path)
+    return rate
 
 
 def random_success(job: Any) -> float:
