@@ -269,3 +269,29 @@ def test_fine_tuning_with_evaluation_reports_success_before_and_after(tmp_path, 
                      f"out_dir={tmp_path / 'cli'}", *net]) == 0
     out = capsys.readouterr().out
     assert "success before fine-tuning" in out and "on the same 3 eval episodes" in out and '"eval_before"' in out
+
+
+def _old_version(path: Path) -> Path:
+    doc = json.loads((path / "zarr.json").read_text())
+    doc["attributes"]["robot_stack"]["spec_version"] = 1
+    (path / "zarr.json").write_text(json.dumps(doc))
+    return path
+
+
+def test_the_command_refuses_a_bad_store_in_one_line_naming_it(tmp_path, toy_store, no_training, capsys):
+    from robot_stack import cli
+
+    empty = tmp_path / "empty.zarr"
+    EpisodeRecorder(empty, *make_toy_env(heightmap_size=SIZE).policy_spec_parts[:2]).close()
+    nan = record_toy(tmp_path / "nan.zarr", episodes=2)
+    actions = zarr.open_group(str(nan), mode="r+")["data/action"]
+    values = actions[:]
+    values[1, 0] = np.inf
+    actions[:] = values
+    old = _old_version(record_toy(tmp_path / "old.zarr", episodes=2))
+    for store, problem in ((empty, "no committed episodes"), (nan, "data/action has NaN or inf"),
+                           (old, "spec version 1; this robot-stack uses spec version 2")):
+        code = cli.main(["offline", "offline_toy", "--dataset", str(toy_store), "--dataset", str(store),
+                         f"env.heightmap_size={SIZE}", f"out_dir={tmp_path}"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and str(store) in err and problem in err and "\n" not in err, err

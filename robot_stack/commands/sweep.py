@@ -18,12 +18,14 @@ Sweep file keys: name, job (train | offline), base (the launch file each trial s
 overrides (nested keys applied to base), families, seeds, out_dir, num_cpus (local Ray),
 cpus_per_trial, gpus_per_trial, connect_timeout_s; job: train also variants, variant_key;
 job: offline also algos (cql, iql, bc) and datasets (zarr paths, each labelled by its transition
-count, or {name: N, path: P}). Datasets and every trial's config are checked before Ray starts.
+count, or {name: N, path: P}); an offline family may be ACTOR+CRITIC (e.g. exact+cnn_aug). Datasets
+(empty, spec version, specs, NaN/inf) and every trial's config are checked before Ray starts.
 
 Without --address a local Ray is started. job: train writes results.csv, final.csv,
 learning_curves.png (95% confidence bands over seeds) and relaxed_weights.png to the sweep's
-out_dir; job: offline writes results.csv (one row per trial), success_vs_size.png (mean over
-seeds, 95% band, random policy dashed) and table.md."""
+out_dir; job: offline writes results.csv (one row per trial; a trial that fails is a row with its
+error), success_vs_size.png (mean over seeds, 95% band, random policy dashed) and table.md, after
+every finished trial, and keeps each trial's result: run a stopped offline sweep again to resume."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
