@@ -60,6 +60,9 @@ def test_a_rerun_keeps_the_stores_and_a_store_of_another_size_is_refused(made, t
     wrong = CollectJob(**{**vars(job), "sizes": [40], "out": result["rows"][0]["store"]})
     with pytest.raises(ConfigError, match="holds a store of 30 transitions, not 40"):
         make_datasets(wrong)
+    other_view = CollectJob(**{**vars(job), "sizes": [30], "sim": {**SIM, "view": "workspace"}})
+    with pytest.raises(ConfigError, match="recorded with other settings: sim .*'gripper'.*'workspace'"):
+        make_datasets(other_view)
 
 
 def test_bad_sizes_are_refused():

@@ -85,7 +85,20 @@ def _make_store(job: CollectJob, size: int, out: str) -> str:
     if have != size:
         raise config.ConfigError(f"{out} already holds a store of {have} transitions, not {size}: delete it or give "
                                  f"another out")
+    _check_same_settings(job, out)
     return "kept"
+
+
+def _check_same_settings(job: CollectJob, out: str) -> None:
+    """A store is kept only if it was recorded with this job's task, sim options and noise."""
+    from robot_stack.recorder import EpisodeDataset
+
+    meta = EpisodeDataset(out, cache=False).meta
+    want = {"task": job.task, "sim": dict(job.sim), "noise": job.noise}
+    diffs = [f"{k} {meta.get(k)!r} (here {v!r})" for k, v in want.items() if meta.get(k) != v]
+    if diffs:
+        raise config.ConfigError(f"{out} already holds a store recorded with other settings: {'; '.join(diffs)}; "
+                                 f"delete it or give another out")
 
 
 def write_quality(job: CollectJob, rows: list[dict[str, Any]]) -> dict[str, str]:
