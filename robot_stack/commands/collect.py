@@ -32,10 +32,9 @@ episode is cut short to land on N (its metadata has cut: true); the store must b
 
 sizes: [N1, N2, ...] records one store per size, each as with transitions: N (out names
 {transitions}); an existing store of exactly that size and the same settings is kept. Each
-store's quality (transitions,
-episodes, success share, mean return, successes per noise std) is printed and written beside the
-stores as <task>_datasets.md and .json. Episode i of every store is the same, so a smaller store
-holds the first episodes of a larger one."""
+store's quality (transitions, episodes, success share, mean return, successes per noise std) is
+printed and written beside the stores as <task>_datasets.md and .json. Episode i of every store
+is the same, so a smaller store holds the first episodes of a larger one."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
