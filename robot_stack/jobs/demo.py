@@ -9,6 +9,7 @@ The baselines (a random policy, the scripted expert) run meanwhile in a second p
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import threading
 import time
@@ -154,18 +155,17 @@ class TrainingView:
 
     def refresh(self) -> None:
         tr = self.trainer
-        self._show("expert demonstrations", None, tr.expert_steps, "steps")
+        self._show("expert demos (steps)", None, tr.expert_steps)
         if self.pretrained[0] or tr.step:
-            self._show("BC pre-training", tr.cfg.sac.bc_pretrain_updates, self.pretrained[0], "updates")
+            self._show("BC pre-training (updates)", tr.cfg.sac.bc_pretrain_updates, self.pretrained[0])
         if tr.step == 0:
             return
         self.sac_started = self.sac_started or time.perf_counter()
         if tr.step >= tr.cfg.total_steps:
             self.sac_ended = self.sac_ended or time.perf_counter()
         self._record_live()
-        last = f"{tr.evals[-1]['success_rate']:.0%} at {tr.evals[-1]['step']}" if tr.evals else "-"
-        status = f"success so far {self._live_text()}  eval {last}"
-        self._show("online SAC", tr.cfg.total_steps, tr.step, "env steps", status)
+        last = f"{tr.evals[-1]['success_rate']:.0%} @{tr.evals[-1]['step']}" if tr.evals else "-"
+        self._show("online SAC (env steps)", tr.cfg.total_steps, tr.step, f"success {self._live_text()}  eval {last}")
 
     def _record_live(self) -> None:
         if self.trainer.episodes != self._episodes and self.trainer.recent:
@@ -174,14 +174,14 @@ class TrainingView:
 
     def _live_text(self) -> str:
         recent = list(self.trainer.recent)
-        return f"{np.mean(recent):.0%} (last {len(recent)} episodes)" if recent else "-"
+        return f"{np.mean(recent):.0%} (last {len(recent)})" if recent else "-"
 
-    def _show(self, name: str, total: int | None, done: int, unit: str, status: str = "") -> None:
+    def _show(self, name: str, total: int | None, done: int, status: str = "") -> None:
         if name not in self._tasks:  # a new phase: the earlier ones are over
             for task in self.progress.tasks:
                 if not task.finished:
                     self.progress.update(task.id, total=task.completed)
-            self._tasks[name] = self.progress.add_task(name, total=total, unit=unit, status="")
+            self._tasks[name] = self.progress.add_task(name, total=total, status="")
         self.progress.update(self._tasks[name], completed=done, status=status)
 
     @property
@@ -211,9 +211,9 @@ def _progress(console: Any) -> Any:
     class Rate(ProgressColumn):
         def render(self, task: Any) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(f"{speed:6.1f} {task.fields['unit']}/s" if speed else "")
+            return Text(f"{speed:5.1f}/s" if speed else "")
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), Rate(),
                     TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
 
 
@@ -244,7 +244,7 @@ class Demo:
         self.console.rule(f"robot-stack demo: {self.cfg.task} -> {self.out}")
         self.report["provenance_start"] = provenance.record("demo", command=_command_line())
         t0 = time.perf_counter()
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        with ProcessPoolExecutor(1, get_context("spawn"), max_tasks_per_child=1) as pool:
             side = pool.submit(baselines, self.cfg.task, self.train_cfg.env, self.cfg.eval_episodes,
                                self.cfg.collect_episodes, self.cfg.seed, str(self.out / "expert.zarr"))
             self._step("1/5 learn: expert demos, BC pre-training, online relaxed-equivariant SAC", self.train)
@@ -329,6 +329,7 @@ class Demo:
 
     def deploy(self) -> None:
         from robot_stack.jobs.run import RunConfig, run_episodes
+        from robot_stack.runtime.keys import KeyReader
 
         cfg = config.build(RunConfig, {
             "policy": {"package": str(self.out / "train" / "policy.onnx"), "spawn_server": True},
@@ -336,8 +337,10 @@ class Demo:
                     "sim": self.train_cfg.env},
             "loop": {"rate_hz": self.cfg.rate_hz, "episodes": self.cfg.robot_episodes, "max_steps": self.horizon},
             "record": {"enabled": True, "path": str(self.out / "robot.zarr")}})
+        # unattended: no operator keys, so a terminal does not wait for "s" before each episode
+        no_keys = KeyReader(io.StringIO())
         # the loop's and the server's lines are plain text: "[...]" in them is not rich markup
-        results = run_episodes(cfg, log=lambda line: self.console.print(line, markup=False, highlight=False))
+        results = run_episodes(cfg, no_keys, log=lambda line: self.console.print(line, markup=False, highlight=False))
         latencies = [ms for r in results for ms in r.latency.recent]
         self.report["robot"] = {
             "episodes": len(results), "successes": sum(r.success for r in results),
