@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-COMMANDS = ("demo", "train", "sweep", "collect", "offline", "export", "serve", "run", "data",
+COMMANDS = ("demo", "train", "sweep", "collect", "offline", "evaluate", "export", "serve", "run", "data",
             "replay", "calibrate", "bench")
 
 
