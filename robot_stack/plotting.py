@@ -110,7 +110,9 @@ def episode_strip(path: str | Path, frames: list[StripFrame], title: str, bounds
     high = max(0.06, *(float(np.percentile(f.heightmap, 99.5)) for f in frames))
     for ax, frame in zip(axes[0], frames, strict=True):
         _strip_panel(ax, frame, bounds, high, arrow_m, goal_radius, cube_size)
-    handles = [plt.Line2D([], [], color=c, marker=m, ls=ls, label=label) for c, m, ls, label in STRIP_LEGEND]
+    shown = [key for key in STRIP_LEGEND if key in frames[0].objects or key in ("gripper", "action")]
+    handles = [plt.Line2D([], [], color=c, marker=m, ls=ls, label=label)
+               for c, m, ls, label in (STRIP_LEGEND[key] for key in shown)]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False,
                bbox_to_anchor=(0.5, -0.06))
     fig.suptitle(title, fontsize=10)
@@ -119,8 +121,10 @@ def episode_strip(path: str | Path, frames: list[StripFrame], title: str, bounds
 
 
 GRIPPER_COLOR = "tab:blue"
-STRIP_LEGEND = (("tab:green", "o", "none", "goal (success radius)"), ("tab:orange", "s", "none", "cube"),
-                (GRIPPER_COLOR, "o", "none", "gripper and its fingers"), ("tab:red", "", "-", "commanded (dx, dy)"))
+STRIP_LEGEND = {"goal": ("tab:green", "o", "none", "goal (success radius)"),
+                "cube": ("tab:orange", "s", "none", "cube"),
+                "gripper": (GRIPPER_COLOR, "o", "none", "gripper and its fingers"),
+                "action": ("tab:red", "", "-", "commanded (dx, dy)")}
 
 
 def _strip_panel(ax: Any, frame: StripFrame, bounds: tuple[float, float, float, float], high: float,

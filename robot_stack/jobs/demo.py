@@ -456,12 +456,13 @@ class Demo:
             "latency": "Time from sending the observation to the policy server to receiving its action, per control "
                        f"period of the sim robot run ({self.cfg.rate_hz:g} Hz, loopback TCP).",
             "episode_strip": f"Robot episode {strip['episode']} ({'a success' if strip['success'] else 'a failure'}),"
-                             " seen from above: the heightmap the policy saw, the goal, the cube, the gripper, and "
-                             "the commanded move as an arrow; replayed from the recorded seed, layout and actions "
-                             f"(gripper position within {strip['drift_m'] * 1000:.1f} mm of the recording).",
-            "relaxed_weights": "The relaxed group convolutions' weight per group element and filter bank, relative "
-                               "to their equal initial values: all 1.00 would be the exactly equivariant network; "
-                               "the spread is the symmetry the training chose to break."}
+                             " seen from above: the heightmap the policy saw (grey, darker is higher above the table)"
+                             ", the goal, the cube, the gripper, and the commanded move as an arrow; the cube and "
+                             "goal come from replaying the recorded seed, layout and actions (the replayed gripper "
+                             f"stayed within {strip['drift_m'] * 1000:.1f} mm of the recorded one).",
+            "relaxed_weights": "The relaxed group convolutions' weight per group element, one row per layer and "
+                               "filter bank, each row divided by its mean: a row of 1.00 is exactly equivariant; "
+                               "the departures are the symmetry the training chose to break."}
 
     def plot_learning_curve(self) -> str:
         r, steps = self.report, self.report["train"]["env_steps"]
