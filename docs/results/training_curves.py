@@ -1,8 +1,10 @@
-"""Gather the eval history of finished ``robot-stack train`` runs into a CSV and a learning-curve PNG.
+"""Gather the eval history of ``robot-stack train`` runs (or earlier results CSVs) into a CSV and a learning-curve PNG.
 
-Usage: ``python docs/results/training_curves.py OUT_PREFIX RUN_DIR [RUN_DIR ...]`` writes OUT_PREFIX.csv (the
-sweep's columns: family, variant, seed, step, success_rate, return) and OUT_PREFIX.png (mean and 95% band over
-seeds per family, ``robot_stack.jobs.sweep.plot_learning_curves``). Each RUN_DIR holds the run's checkpoint.pt.
+Usage: ``python docs/results/training_curves.py OUT_PREFIX SOURCE [SOURCE ...]`` writes OUT_PREFIX.csv (the sweep's
+columns: family, variant, seed, step, success_rate, return) and OUT_PREFIX.png (mean and 95% band over seeds per
+family, ``robot_stack.jobs.sweep.plot_learning_curves``). A SOURCE is a run folder holding the run's checkpoint.pt,
+or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead of the network family, and
+``LABEL=CSV:FAMILY:VARIANT`` keeps only that family's and variant's rows of a CSV (to set old results beside new).
 """
 
 from __future__ import annotations
@@ -14,19 +16,39 @@ from pathlib import Path
 from robot_stack.jobs.sweep import plot_learning_curves
 from robot_stack.jobs.train import read_checkpoint
 
+FIELDS = ["family", "variant", "seed", "step", "success_rate", "return"]
 
-def main(prefix: str, run_dirs: list[str]) -> None:
-    rows = []
-    for run in run_dirs:
-        state = read_checkpoint(Path(run) / "checkpoint.pt")
-        cfg = state["config"]
-        variant = str(cfg.get("env", {}).get("variant", "none"))
-        for ev in state["evals"]:
-            rows.append({"family": cfg["network"]["family"], "variant": variant, "seed": cfg["seed"],
-                         "step": ev["step"], "success_rate": ev["success_rate"], "return": round(ev["return"], 4)})
+
+def run_rows(run: Path) -> list[dict]:
+    state = read_checkpoint(run / "checkpoint.pt")
+    cfg = state["config"]
+    variant = str(cfg.get("env", {}).get("variant", "none"))
+    return [{"family": cfg["network"]["family"], "variant": variant, "seed": cfg["seed"], "step": ev["step"],
+             "success_rate": ev["success_rate"], "return": round(ev["return"], 4)} for ev in state["evals"]]
+
+
+def csv_rows(path: Path, family: str | None, variant: str | None) -> list[dict]:
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: r[k] for k in FIELDS} for r in rows
+            if (family is None or r["family"] == family) and (variant is None or r["variant"] == variant)]
+
+
+def source_rows(source: str) -> list[dict]:
+    label, _, spec = source.rpartition("=")
+    path, *select = spec.split(":")
+    family, variant = (select + [None, None])[:2]
+    rows = csv_rows(Path(path), family, variant) if path.endswith(".csv") else run_rows(Path(path))
+    for row in rows:
+        row["family"] = label or row["family"]
+    return rows
+
+
+def main(prefix: str, sources: list[str]) -> None:
+    rows = [row for source in sources for row in source_rows(source)]
     csv_path, png_path = Path(prefix + ".csv"), Path(prefix + ".png")
     with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=["family", "variant", "seed", "step", "success_rate", "return"])
+        writer = csv.DictWriter(fh, fieldnames=FIELDS)
         writer.writeheader()
         writer.writerows(rows)
     plot_learning_curves(csv_path, png_path)
