@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -14,10 +15,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rich.console import Console
 
 from policies.replay_buffer import Transition
 from robot_stack import cli, config
-from robot_stack.jobs.train import CheckpointError, TrainConfig, Trainer, read_checkpoint, read_evals_csv, train
+from robot_stack.jobs.train import (
+    PHASES,
+    CheckpointError,
+    ProgressBars,
+    TrainConfig,
+    Trainer,
+    TrainProgress,
+    read_checkpoint,
+    read_evals_csv,
+    train,
+)
 from robot_stack.provenance import source_commit
 
 TINY = ["env.heightmap_size=16", "network.family=cnn", "network.widths=[2]", "network.kernel_sizes=[3]",
@@ -106,6 +118,34 @@ def test_a_run_writes_its_evals_as_csv_and_a_learning_curve(tmp_path, capsys):
     assert not list(tmp_path.glob("*.tmp"))
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "evals.csv" in last and "learning_curve.png" in last and str(tmp_path) in last
+
+
+def test_progress_observers_see_the_phases_in_order_and_the_steps_grow(tmp_path):
+    seen: list[TrainProgress] = []
+    trainer = Trainer(config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={tmp_path}", "total_steps=40",
+                                                             "eval_every=20", "sac.bc_pretrain_updates=30"]),
+                      progress=seen.append)
+    result = trainer.run()
+    phases = [p.phase for p in seen]
+    assert [phase for i, phase in enumerate(phases) if phase not in phases[:i]] == list(PHASES)
+    assert phases == sorted(phases, key=PHASES.index)
+    for key in ("step", "expert_steps", "bc_updates", "episodes"):
+        values = [getattr(p, key) for p in seen]
+        assert values == sorted(values), key
+    assert [p.bc_updates for p in seen if p.phase == "pretrain"] == [0, 25, 30]
+    sac = [p for p in seen if p.phase == "sac"]
+    assert sac[0].step == 0 and sac[0].steps_per_s is None and sac[-1].step == result.step == 40
+    assert all(p.steps_per_s > 0 for p in sac[1:]) and seen[0].expert_steps == 0 < seen[-1].expert_steps
+    assert {p.last_eval for p in seen if p.last_eval} == {(e["step"], e["success_rate"]) for e in result.evals}
+    assert seen[-1].recent_episodes == len(trainer.recent) > 0
+    # the command's bars read the same reports
+    out = io.StringIO()
+    with ProgressBars(Console(file=out, width=150)) as bars:
+        for p in seen:
+            bars(p)
+    for label in ProgressBars.LABELS.values():
+        assert label in out.getvalue()
+    assert "40/40" in out.getvalue() and "/s" in out.getvalue()
 
 
 def test_a_save_killed_after_its_buffer_file_leaves_the_previous_checkpoint_usable(tmp_path, monkeypatch):

@@ -11,19 +11,21 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from robot_stack import config, provenance
 from robot_stack.plotting import StripFrame, episode_strip, latency_histogram, learning_curve, weight_grid
 from robot_stack.runtime.control import LoopConfig
+
+if TYPE_CHECKING:  # train imports torch, which this module loads without
+    from robot_stack.jobs.train import TrainProgress
 
 DEMO_TASKS = ("push", "lift")
 SIZES = ("env_steps", "expert_episodes", "bc_pretrain_updates", "eval_every", "eval_episodes", "collect_episodes",
@@ -120,101 +122,43 @@ def baselines(task: str, env_cfg: dict[str, Any], eval_episodes: int, collect_ep
 # -- the live view over the training job -------------------------------------------------------------------------
 
 class TrainingView:
-    """A live progress display over a running ``Trainer``: its phase, steps, steps per second, the success of the
-    last training episodes and the last evaluation. It reads the trainer from a thread (train.py's own bar shows
-    neither a rate nor the pre-training), and keeps the training episodes' success for the learning curve."""
+    """The demo's view of the running ``Trainer``, as one of its progress observers: the train job's progress bars,
+    plus what the report needs from the run as it goes (the training episodes' success for the learning curve, the
+    BC pre-training updates and the SAC phase's wall time)."""
 
-    def __init__(self, trainer: Any, console: Any) -> None:
-        self.trainer = trainer
-        self.console = console
-        self.pretrained = _count_calls(trainer.agent, "pretrain_actor")
+    def __init__(self, console: Any) -> None:
+        from robot_stack.jobs.train import ProgressBars
+
+        self.bars = ProgressBars(console)
         self.live: list[tuple[int, float]] = []
+        self.bc_updates = 0
         self.sac_started: float | None = None
         self.sac_ended: float | None = None
         self._episodes = 0
-        self._tasks: dict[str, Any] = {}
-        self._stop = threading.Event()
 
     def __enter__(self) -> TrainingView:
-        self.progress = _progress(self.console)
-        self.progress.start()
-        self._thread = threading.Thread(target=self._poll, daemon=True)
-        self._thread.start()
+        self.bars.__enter__()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.refresh()
-        self.progress.stop()
+    def __exit__(self, *exc: object) -> None:
+        self.bars.__exit__(*exc)
 
-    def _poll(self) -> None:
-        while not self._stop.wait(0.5):
-            with contextlib.suppress(RuntimeError):  # the trainer's deque changed while read: next time
-                self.refresh()
-
-    def refresh(self) -> None:
-        tr = self.trainer
-        self._show("expert demos (steps)", None, tr.expert_steps)
-        if self.pretrained[0] or tr.step:
-            self._show("BC pre-training (updates)", tr.cfg.sac.bc_pretrain_updates, self.pretrained[0])
-        if tr.step == 0:
-            return
-        self.sac_started = self.sac_started or time.perf_counter()
-        if tr.step >= tr.cfg.total_steps:
-            self.sac_ended = self.sac_ended or time.perf_counter()
-        self._record_live()
-        last = f"{tr.evals[-1]['success_rate']:.0%} @{tr.evals[-1]['step']}" if tr.evals else "-"
-        self._show("online SAC (env steps)", tr.cfg.total_steps, tr.step, f"success {self._live_text()}  eval {last}")
-
-    def _record_live(self) -> None:
-        if self.trainer.episodes != self._episodes and self.trainer.recent:
-            self._episodes = self.trainer.episodes
-            self.live.append((self.trainer.step, float(np.mean(list(self.trainer.recent)))))
-
-    def _live_text(self) -> str:
-        recent = list(self.trainer.recent)
-        return f"{np.mean(recent):.0%} (last {len(recent)})" if recent else "-"
-
-    def _show(self, name: str, total: int | None, done: int, status: str = "") -> None:
-        if name not in self._tasks:  # a new phase: the earlier ones are over
-            for task in self.progress.tasks:
-                if not task.finished:
-                    self.progress.update(task.id, total=task.completed)
-            self._tasks[name] = self.progress.add_task(name, total=total, status="")
-        self.progress.update(self._tasks[name], completed=done, status=status)
+    def __call__(self, progress: TrainProgress) -> None:
+        self.bars(progress)
+        self.bc_updates = progress.bc_updates
+        if progress.phase == "sac" and self.sac_started is None:
+            self.sac_started = time.perf_counter()
+        if self.sac_started is not None and self.sac_ended is None and progress.step >= progress.total:
+            self.sac_ended = time.perf_counter()
+        if progress.episodes != self._episodes and progress.recent_success is not None:
+            self._episodes = progress.episodes
+            self.live.append((progress.step, progress.recent_success))
 
     @property
     def sac_seconds(self) -> float | None:
         if self.sac_started is None:
             return None
         return (self.sac_ended or time.perf_counter()) - self.sac_started
-
-
-def _count_calls(obj: Any, name: str) -> list[int]:
-    """Wrap ``obj.name`` so each call adds one to the returned counter."""
-    counter = [0]
-    method = getattr(obj, name)
-
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        counter[0] += 1
-        return method(*args, **kwargs)
-
-    setattr(obj, name, counted)
-    return counter
-
-
-def _progress(console: Any) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
-    from rich.text import Text
-
-    class Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            speed = task.finished_speed or task.speed
-            return Text(f"{speed:5.1f}/s" if speed else "")
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=16), MofNCompleteColumn(), Rate(),
-                    TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
 
 
 # -- the job ------------------------------------------------------------------------------------------------------
@@ -272,14 +216,15 @@ class Demo:
     def train(self) -> None:
         from robot_stack.jobs.train import Trainer
 
-        trainer = Trainer(self.train_cfg)
+        view = TrainingView(self.console)
+        trainer = Trainer(self.train_cfg, progress=view)
         t0 = time.perf_counter()
-        with TrainingView(trainer, self.console) as view:
+        with view:
             result = trainer.run()
         self.horizon = int(trainer.eval_env.unwrapped.horizon)
         self.report["train"] = {
             "evals": result.evals, "live": view.live, "env_steps": result.step, "seconds": time.perf_counter() - t0,
-            "sac_seconds": view.sac_seconds, "pretrain_updates": view.pretrained[0],
+            "sac_seconds": view.sac_seconds, "pretrain_updates": view.bc_updates,
             "updates": trainer.agent.updates, "expert_steps": trainer.expert_steps, "onnx": str(result.onnx_path)}
         self.drop_buffer_files()
         rate = result.step / view.sac_seconds if view.sac_seconds else float("nan")

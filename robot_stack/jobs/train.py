@@ -11,6 +11,9 @@ training since the run started, summed over resumed sessions; the mean Q, BC los
 since the previous eval) and ``<out_dir>/learning_curve.png`` are rewritten
 from the eval history after every eval and when a job starts or resumes, so after a resume they match the checkpoint.
 ``<out_dir>/provenance.jsonl`` gets one line per session (start step, commit, machine, load).
+
+A front-end follows a run through ``Trainer``'s progress observers (``TrainProgress``); ``ProgressBars``, the
+command's rich view, is one of them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ CURVE_PNG = "learning_curve.png"
 # is worth (q), how hard the BC term pulls (bc_loss) and the temperature.
 UPDATE_STATS = ("q", "bc_loss", "alpha")
 EVAL_FIELDS = ("step", "success_rate", "return", "seconds", *UPDATE_STATS)
+PHASES = ("demos", "pretrain", "sac", "done")  # a run's phases in order; a resumed run starts at "sac"
+PRETRAIN_REPORT_EVERY = 25  # BC pre-training updates between progress reports
 
 
 class CheckpointError(config.ConfigError):
@@ -123,6 +128,27 @@ class TrainResult:
         return self.evals[-1]["success_rate"] if self.evals else float("nan")
 
 
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where a run stands, as ``Trainer`` reports it to its observers: at each phase change, every
+    ``PRETRAIN_REPORT_EVERY`` BC pre-training updates, after each expert episode, env step batch and eval."""
+
+    phase: str  # one of PHASES
+    step: int  # environment steps of the run (over resumed sessions)
+    total: int
+    expert_steps: int
+    bc_updates: int
+    bc_total: int
+    steps_per_s: float | None  # env steps per second of this session's SAC phase, updates and evals included
+    episodes: int  # training episodes finished
+    recent_success: float | None  # over the last ``recent_episodes`` training episodes
+    recent_episodes: int
+    last_eval: tuple[int, float] | None  # (step, success rate)
+
+
+Observer = Callable[[TrainProgress], None]
+
+
 def _index(obs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
     return {k: np.asarray(v[i]) for k, v in obs.items()}
 
@@ -132,7 +158,7 @@ def _index(obs: dict[str, np.ndarray], i: int) -> dict[str, np.ndarray]:
 class Trainer:
     """Owns envs, agent, buffer and bookkeeping; ``run()`` trains until ``total_steps``."""
 
-    def __init__(self, cfg: TrainConfig, agent: SAC | None = None) -> None:
+    def __init__(self, cfg: TrainConfig, agent: SAC | None = None, progress: Observer | None = None) -> None:
         self.cfg = cfg
         self.dir = cfg.run_dir
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -151,6 +177,10 @@ class Trainer:
         self.writer = None
         self.started = time.perf_counter()
         self.seconds_before = 0.0  # training time of earlier sessions of this run, from the checkpoint
+        self.observers: list[Observer] = [progress] if progress else []
+        self.phase = PHASES[0]
+        self.bc_updates = 0
+        self.sac_start: tuple[float, int] | None = None  # (time, step) when this session's SAC phase began
 
     @property
     def seconds(self) -> float:
@@ -210,6 +240,7 @@ class Trainer:
         env = sim.make_env(cfg.task, **cfg.env)
         expert = sim.make_expert(cfg.task, env, cfg.expert_noise, cfg.seed)
         kept, tries = 0, 3 * cfg.expert_episodes if cfg.expert_successes_only else cfg.expert_episodes
+        self.report("demos")
         for ep in range(tries):
             if kept == cfg.expert_episodes:
                 break
@@ -218,15 +249,21 @@ class Trainer:
                 for tr in transitions:
                     self.store(tr)
                 kept += 1
+            self.report()
         env.close()
 
     def pretrain_actor(self) -> None:
         """``sac.bc_pretrain_updates`` behaviour-cloning steps of the actor on the demonstrations (a fresh run only)."""
         sac = self.cfg.sac
+        if not sac.bc_pretrain_updates:
+            return
+        self.report("pretrain")
         for _ in range(sac.bc_pretrain_updates):
             loss = self.agent.pretrain_actor(self.buffer.sample(sac.batch_size, demo_fraction=1.0))
-        if sac.bc_pretrain_updates:
-            self._log({"train/bc_pretrain_loss": loss})
+            self.bc_updates += 1
+            if self.bc_updates % PRETRAIN_REPORT_EVERY == 0 or self.bc_updates == sac.bc_pretrain_updates:
+                self.report()
+        self._log({"train/bc_pretrain_loss": loss})
 
     def _expert_episode(self, env, expert, seed: int) -> tuple[list[Transition], bool]:
         nstep = NStepAccumulator(self.cfg.sac.n_step, self.cfg.sac.gamma)
@@ -255,6 +292,7 @@ class Trainer:
         self.evals.append(result)
         self._log({"eval/success_rate": result["success_rate"], "eval/return": result["return"]})
         self.write_eval_files()
+        self.report()
         return result
 
     def write_eval_files(self) -> None:
@@ -263,6 +301,28 @@ class Trainer:
         label = f"{self.cfg.family} {self.spec.group}"
         plot_evals(self.evals, self.dir / CURVE_PNG, f"{self.cfg.task}  {label}  seed {self.cfg.seed}", label)
 
+    # -- progress ------------------------------------------------------------------------------------
+    def report(self, phase: str | None = None) -> None:
+        """Tell the observers where the run stands, entering ``phase`` first when given."""
+        self.phase = phase or self.phase
+        if self.observers:
+            progress = self.progress()
+            for observer in self.observers:
+                observer(progress)
+
+    def progress(self) -> TrainProgress:
+        last = self.evals[-1] if self.evals else None
+        return TrainProgress(
+            phase=self.phase, step=self.step, total=self.cfg.total_steps, expert_steps=self.expert_steps,
+            bc_updates=self.bc_updates, bc_total=self.cfg.sac.bc_pretrain_updates, steps_per_s=self._steps_per_s(),
+            episodes=self.episodes, recent_success=float(np.mean(self.recent)) if self.recent else None,
+            recent_episodes=len(self.recent), last_eval=(int(last["step"]), last["success_rate"]) if last else None)
+
+    def _steps_per_s(self) -> float | None:
+        if self.sac_start is None or self.step == self.sac_start[1]:
+            return None
+        return (self.step - self.sac_start[1]) / (time.perf_counter() - self.sac_start[0])
+
     def _log(self, scalars: dict[str, float]) -> None:
         if self.writer is not None:
             for key, value in scalars.items():
@@ -270,6 +330,16 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> TrainResult:
+        if not self.cfg.progress:
+            return self._run()
+        with ProgressBars() as bars:
+            self.observers.append(bars)
+            try:
+                return self._run()
+            finally:
+                self.observers.remove(bars)
+
+    def _run(self) -> TrainResult:
         cfg = self.cfg
         if cfg.resume and self.checkpoint_path.exists():
             self.load_checkpoint()
@@ -297,36 +367,30 @@ class Trainer:
         if not self.evals or self.evals[-1]["step"] != self.step:
             self.evaluate()
             self.save_checkpoint()
+        self.report("done")
         onnx_path = self.export() if cfg.export_onnx else None
         if self.writer is not None:
             self.writer.close()
         return TrainResult(self.dir, self.step, self.evals, False, onnx_path)
 
     def _loop(self, envs) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
         cfg = self.cfg
-        columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TextColumn("success {task.fields[success]}"), TextColumn("eval {task.fields[eval]}"),
-                   TimeRemainingColumn())
         obs, _ = envs.reset(seed=cfg.seed * 1000 + self.step)
         nsteps = [NStepAccumulator(cfg.sac.n_step, cfg.sac.gamma) for _ in range(cfg.num_envs)]
         ep_return = np.zeros(cfg.num_envs)
         owed = 0.0
-        with Progress(*columns, disable=not cfg.progress) as progress:
-            bar = progress.add_task(f"{cfg.task} {cfg.family}", total=cfg.total_steps, completed=self.step,
-                                    success=self._live(), eval=self._last_eval())
-            while self.step < cfg.total_steps:
-                obs, ep_return = self._collect(envs, obs, nsteps, ep_return)
-                owed += cfg.updates_per_step * cfg.num_envs
-                if len(self.buffer) >= cfg.learning_starts:
-                    owed = self._train(owed)
-                if self.step // cfg.eval_every != (self.step - cfg.num_envs) // cfg.eval_every:
-                    self.evaluate()
-                if self.step // cfg.checkpoint_every != (self.step - cfg.num_envs) // cfg.checkpoint_every:
-                    self.save_checkpoint()
-                progress.update(bar, completed=min(self.step, cfg.total_steps), success=self._live(),
-                                eval=self._last_eval())
+        self.sac_start = (time.perf_counter(), self.step)
+        self.report("sac")
+        while self.step < cfg.total_steps:
+            obs, ep_return = self._collect(envs, obs, nsteps, ep_return)
+            owed += cfg.updates_per_step * cfg.num_envs
+            if len(self.buffer) >= cfg.learning_starts:
+                owed = self._train(owed)
+            if self.step // cfg.eval_every != (self.step - cfg.num_envs) // cfg.eval_every:
+                self.evaluate()
+            if self.step // cfg.checkpoint_every != (self.step - cfg.num_envs) // cfg.checkpoint_every:
+                self.save_checkpoint()
+            self.report()
 
     def _collect(self, envs, obs, nsteps, ep_return):
         cfg = self.cfg
@@ -363,12 +427,6 @@ class Trainer:
             self._log({f"train/{k}": v for k, v in info.items()})
         return owed
 
-    def _live(self) -> str:
-        return f"{np.mean(self.recent):.0%}" if self.recent else "-"
-
-    def _last_eval(self) -> str:
-        return f"{self.evals[-1]['success_rate']:.0%}" if self.evals else "-"
-
     def export(self) -> Path | None:
         try:
             from policies.export import export_actor
@@ -380,6 +438,63 @@ class Trainer:
                    "eval_success_rate": self.evals[-1]["success_rate"] if self.evals else math.nan}
         export_actor(self.agent.actor, self.spec, path, summary)
         return path
+
+
+class ProgressBars:
+    """A run's rich progress view, one line per phase (expert demos, BC pre-training, online SAC): count, rate,
+    the success of the recent training episodes and the last eval. A ``Trainer`` observer; enter it to show it."""
+
+    LABELS = {"demos": "expert demos (steps)", "pretrain": "BC pre-training (updates)",
+              "sac": "online SAC (env steps)"}
+
+    def __init__(self, console: Any = None) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
+                                 MofNCompleteColumn(), _rate_column(), TextColumn("{task.fields[status]}"),
+                                 TimeRemainingColumn(elapsed_when_finished=True), console=console)
+        self.lines: dict[str, Any] = {}
+
+    def __enter__(self) -> ProgressBars:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def __call__(self, p: TrainProgress) -> None:
+        if p.phase not in self.lines:  # a new phase: the earlier ones are over
+            for task in self.progress.tasks:
+                self.progress.update(task.id, total=task.completed)
+        if p.phase not in self.LABELS:
+            return
+        total, done = {"demos": (None, p.expert_steps), "pretrain": (p.bc_total, p.bc_updates),
+                       "sac": (p.total, min(p.step, p.total))}[p.phase]
+        if p.phase not in self.lines:
+            self.lines[p.phase] = self.progress.add_task(self.LABELS[p.phase], total=total, completed=done,
+                                                         rate=None, status="")
+        sac = p.phase == "sac"
+        self.progress.update(self.lines[p.phase], completed=done, rate=p.steps_per_s if sac else None,
+                             status=status_text(p) if sac else "")
+
+
+def status_text(p: TrainProgress) -> str:
+    recent = f"{p.recent_success:.0%} (last {p.recent_episodes})" if p.recent_success is not None else "-"
+    last = f"{p.last_eval[1]:.0%} @{p.last_eval[0]}" if p.last_eval else "-"
+    return f"success {recent}  eval {last}"
+
+
+def _rate_column() -> Any:
+    """Items per second: the trainer's own rate where it sends one (env steps/s of SAC), else rich's estimate."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            speed = task.fields.get("rate") or task.finished_speed or task.speed
+            return Text(f"{speed:5.1f}/s" if speed else "")
+
+    return Rate()
 
 
 def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
