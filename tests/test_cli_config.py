@@ -55,9 +55,9 @@ BAD_VALUES = [
     ("run sim_robot safety.margin=wide", "safety.margin: expected a number"),
     ("run sim_robot record.enabled=maybe", "record.enabled: expected true or false"),
     ("demo task=nope", "task: 'nope' is not one of"),
-    ("demo --quick family=resnet", "family: 'resnet' is not one of ['relaxed'"),
-    ("demo group=C5x", "group: "),
-    ("demo train_steps=0 --quick", "train_steps: must be at least 1"),
+    ("demo --quick train.network.family=resnet", "train.network: unknown network family 'resnet'"),
+    ("demo train.nope=1", "train: unknown key(s) ['nope']"),
+    ("demo env_steps=0 --quick", "env_steps: must be at least 1"),
     ("demo rate_hz=0", "rate_hz must be in [0.1, 500]"),
     ("sweep sweep_push overrides.env.variant=tilted", "env.variant: 'tilted' is not one of"),
     ("sweep sweep_push --address 10.0.0.5:6379 overrides.sac.lr=fast", "sac.lr: expected a number"),
@@ -134,8 +134,8 @@ def test_options_and_overrides_come_in_any_order() -> None:
     for args in (after, before):
         assert (args.config, args.address) == ("sweep_push", "HOST:PORT")
         assert args.overrides == ["seeds=[0,1,2,3,4]", "name=s"]
-    demo = parser.parse_args(["demo", "out=runs/d", "--quick", "train_steps=10"])
-    assert demo.quick and demo.overrides == ["out=runs/d", "train_steps=10"]
+    demo = parser.parse_args(["demo", "out=runs/d", "--quick", "env_steps=10"])
+    assert demo.quick and demo.overrides == ["out=runs/d", "env_steps=10"]
 
 
 def test_offline_datasets_and_overrides_mix_in_any_order() -> None:

@@ -74,8 +74,12 @@ class DemoConfig:
 
 
 def demo_config(task: str, quick: bool, overrides: list[str]) -> DemoConfig:
-    """The command's config: the task's sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides."""
-    return config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
+    """The command's config: the task's sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides.
+
+    The training config it implies is built too, so a bad ``train.*`` override fails here, before anything runs."""
+    cfg = config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
+    train_config(cfg, Path(cfg.out or "runs/demo") / "train")
+    return cfg
 
 
 def train_config(cfg: DemoConfig, out: Path) -> Any:
