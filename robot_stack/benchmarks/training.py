@@ -32,11 +32,9 @@ from robot_stack.provenance import load_average
 
 TASKS = ("push", "lift", "stack", "door")
 LAUNCH = Path(__file__).resolve().parents[2] / "launch"
-# What the push default was before issue 19 (launch/sweep_push_cpu.yaml's overrides on the old train_push.yaml).
-TODAY_PUSH = ["env.view=workspace", "network.end=pool", "network.group=C4", "sac.batch_size=32", "sac.n_step=1",
-              "sac.rotated_copies=0", "sac.continuous_rotations=false", "sac.bc_weight=1.0", "sac.bc_filter=false",
-              "sac.demo_fraction=0.0", "sac.bc_pretrain_updates=0", "updates_per_step=0.3",
-              "expert_successes_only=false"]
+# The push default before issue 19: launch/train_push_v1.yaml with launch/sweep_push_cpu.yaml's overrides.
+TODAY_PUSH = ("train_push_v1.yaml", ["network.group=C4", "sac.batch_size=32", "sac.gamma=0.95", "sac.bc_weight=1.0",
+                                     "sac.rotated_copies=0", "updates_per_step=0.3"])
 BENCH_OVERRIDES = ["num_envs=1", "async_envs=false", "tensorboard=false", "progress=false", "export_onnx=false",
                    "resume=false"]
 
@@ -137,7 +135,7 @@ def run(quick: bool, options: list[str]) -> BenchReport:
             for task in tasks:
                 loops = [_Loop(LAUNCH / f"train_{task}.yaml", [], f"{tmp}/{task}")]
                 if task == "push":
-                    loops.append(_Loop(LAUNCH / "train_push.yaml", TODAY_PUSH, f"{tmp}/push_today"))
+                    loops.append(_Loop(LAUNCH / TODAY_PUSH[0], TODAY_PUSH[1], f"{tmp}/push_today"))
                 for loop in loops:
                     loop.collect(max(8, loop.cfg.sac.batch_size // 2))  # enough transitions for a batch
                     loop.flag_experts()
