@@ -72,6 +72,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return out
 
 
+def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``extra``, section by section: a mapping in both is merged, anything else replaced."""
+    out = _deep_copy(base)
+    for key, value in extra.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if both else _deep_copy(value)
+    return out
+
+
 def _deep_copy(data: Any) -> Any:
     if isinstance(data, dict):
         return {k: _deep_copy(v) for k, v in data.items()}

@@ -93,15 +93,7 @@ def train_config(cfg: DemoConfig, out: Path) -> Any:
              # one checkpoint, at the end: each one writes the whole replay buffer
              "checkpoint_every": cfg.env_steps + 1}
     data = config.read_yaml(config.LAUNCH_DIR / f"train_{cfg.task}.yaml")
-    return config.build(TrainConfig, _merged(_merged(data, sized), cfg.train), "train")
-
-
-def _merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        both = isinstance(value, dict) and isinstance(out.get(key), dict)
-        out[key] = _merged(out[key], value) if both else value
-    return out
+    return config.build(TrainConfig, config.merge(config.merge(data, sized), cfg.train), "train")
 
 
 # -- the baselines, in a second process ------------------------------------------------------------------------
