@@ -15,8 +15,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
+from robot_stack import config
 from robot_stack.config import ConfigError
-from robot_stack.jobs.demo import QUICK, TASK_SIZES, demo_config, train_config
+from robot_stack.jobs.demo import QUICK, TASK_SIZES, demo_config, finetune_config, train_config
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.recorder.validate import validate
 
@@ -60,6 +61,17 @@ def test_demo_config_takes_the_task_sizes_then_quick_then_overrides(tmp_path):
     for task, overrides in (("door", []), ("push", ["robot_episodes=0"]), ("push", ["train.no_such_key=1"])):
         with pytest.raises(ConfigError):
             train_config(demo_config(task, False, overrides), tmp_path)
+
+
+def test_finetune_is_the_offline_launch_file_at_the_demo_size(tmp_path):
+    cfg = demo_config("push", False, ["finetune_steps=123", "seed=4", "train.network.group=C8"])
+    train = train_config(cfg, tmp_path / "train")
+    job = finetune_config(cfg, train, tmp_path)
+    recipe = config.read_yaml(config.LAUNCH_DIR / "offline_push.yaml")
+    assert (job.algo, job.iql, job.batch_size) == (recipe["algo"], recipe["iql"], recipe["batch_size"])
+    assert job.steps == 123 and job.seed == 4 and job.init == str(tmp_path / "train" / "checkpoint.pt")
+    assert job.datasets == [str(tmp_path / "robot.zarr"), str(tmp_path / "expert.zarr")]
+    assert job.network["group"] == "C8" and job.env == train.env  # what the checkpoint it starts from holds
 
 
 @pytest.mark.slow

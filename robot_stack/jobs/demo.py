@@ -78,7 +78,8 @@ def demo_config(task: str, quick: bool, overrides: list[str]) -> DemoConfig:
 
     The training config it implies is built too, so a bad ``train.*`` override fails here, before anything runs."""
     cfg = config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
-    train_config(cfg, Path(cfg.out or "runs/demo") / "train")
+    out = Path(cfg.out or "runs/demo")
+    finetune_config(cfg, train_config(cfg, out / "train"), out)
     return cfg
 
 
@@ -94,6 +95,20 @@ def train_config(cfg: DemoConfig, out: Path) -> Any:
              "checkpoint_every": cfg.env_steps + 1}
     data = config.read_yaml(config.LAUNCH_DIR / f"train_{cfg.task}.yaml")
     return config.build(TrainConfig, config.merge(config.merge(data, sized), cfg.train), "train")
+
+
+def finetune_config(cfg: DemoConfig, train: Any, out: Path) -> Any:
+    """``launch/offline_<task>.yaml``, the fine-tuning recipe, at the demo's size: from the checkpoint ``train``
+    writes, on the episodes recorded into ``out``. Env and network are the trained policy's, which the checkpoint
+    must match to load."""
+    from robot_stack.jobs.offline import OfflineJob
+
+    data = config.read_yaml(config.LAUNCH_DIR / f"offline_{cfg.task}.yaml")
+    sized = {"env": train.env, "network": train.network, "init": str(Path(train.out_dir) / "checkpoint.pt"),
+             "datasets": [str(out / "robot.zarr"), str(out / "expert.zarr")], "steps": cfg.finetune_steps,
+             "eval_episodes": cfg.eval_episodes, "seed": cfg.seed, "out_dir": str(out),
+             "name": f"finetune_{data['algo']}", "log_every": max(10, cfg.finetune_steps // 20)}
+    return config.build(OfflineJob, config.merge(data, sized), "finetune")
 
 
 # -- the baselines, in a second process ------------------------------------------------------------------------
@@ -169,11 +184,13 @@ class Demo:
     report: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from robot_stack.jobs.offline import OfflineJob
         from robot_stack.jobs.train import TrainConfig
 
         self.out = Path(self.cfg.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
         self.out.mkdir(parents=True, exist_ok=True)
         self.train_cfg: TrainConfig = train_config(self.cfg, self.out / "train")
+        self.finetune_cfg: OfflineJob = finetune_config(self.cfg, self.train_cfg, self.out)
 
     def run(self) -> dict[str, Any]:
         from rich.console import Console
@@ -300,16 +317,9 @@ class Demo:
         self.report["robot"]["validate_problems"] = [str(p) for p in problems]
 
     def finetune(self) -> None:
-        from robot_stack.jobs.offline import OfflineJob, run_job
+        from robot_stack.jobs.offline import run_job
 
-        job = OfflineJob(task=self.cfg.task, env=self.train_cfg.env, algo="iql", network=self.train_cfg.network,
-                         iql={"actor_lr": 3e-4, "critic_lr": 3e-4, "value_lr": 3e-4},
-                         datasets=[str(self.out / "robot.zarr"), str(self.out / "expert.zarr")],
-                         init=str(self.out / "train" / "checkpoint.pt"), steps=self.cfg.finetune_steps,
-                         batch_size=self.train_cfg.sac.batch_size, seed=self.cfg.seed,
-                         eval_episodes=self.cfg.eval_episodes, out_dir=str(self.out), name="finetune_iql",
-                         log_every=max(10, self.cfg.finetune_steps // 20))
-        summary = run_job(job)
+        summary = run_job(self.finetune_cfg)
         self.report["finetune"] = {k: summary[k] for k in ("out_dir", "eval", "train_seconds", "transitions")}
         self.console.print(f"after fine-tuning: success {summary['eval']['success_rate']:.0%} over "
                            f"{summary['eval']['episodes']} eval episodes (before: "
@@ -328,6 +338,7 @@ class Demo:
         """The table (terminal and report.md), the captioned figures and report.json."""
         self.report["config"] = config.to_dict(self.cfg)
         self.report["train_config"] = config.to_dict(self.train_cfg)
+        self.report["finetune_config"] = config.to_dict(self.finetune_cfg)
         self.report["timings_s"] = dict(self.timings)
         self.report["cpu_s"] = {**self.cpu, "child processes (baselines, policy server)": _children_cpu()}
         table = self.table_rows()
