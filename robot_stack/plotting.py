@@ -1,4 +1,5 @@
-"""The one place that picks matplotlib's backend for every figure the stack writes, and the demo report's figures."""
+"""The one place that picks matplotlib's backend for every figure the stack writes; the drawing the figures share
+(curves with confidence bands, relaxed-weight grids); the demo report's figures."""
 
 from __future__ import annotations
 
@@ -17,6 +18,23 @@ def pyplot() -> Any:
     import matplotlib.pyplot as plt
 
     return plt
+
+
+# Per line: x, y, and the band's low and high edges (both None: no band).
+Curve = tuple[Any, Any, Any, Any]
+
+
+def draw_curves(ax: Any, lines: dict[str, Curve], *, styles: dict[str, dict[str, Any]] | None = None,
+                band_alpha: float = 0.25, legend: bool = True, **style: Any) -> None:
+    """A line per label with its band filled from low to high in the line's colour. ``style`` (``ax.plot``
+    keywords) applies to every line, ``styles[label]`` to one; axis labels, limits and the title stay with the
+    caller."""
+    for label, (x, y, low, high) in lines.items():
+        (line,) = ax.plot(x, y, label=label, **{**style, **(styles or {}).get(label, {})})
+        if low is not None and high is not None:
+            ax.fill_between(x, low, high, color=line.get_color(), alpha=band_alpha, lw=0)
+    if legend and lines:
+        ax.legend(fontsize=8)
 
 
 # -- the demo report's figures (robot_stack.jobs.demo): plain numbers in, one PNG out ----------------------------
@@ -46,10 +64,10 @@ def learning_curve(path: str | Path, evals: list[tuple[int, float]], title: str,
                    live: list[tuple[int, float]] | None = None) -> str:
     """Success rate against env steps: the evals, horizontal ``lines`` (baselines) and single ``points``."""
     fig, ax = pyplot().subplots(figsize=(7.5, 4.2))
-    if live:
-        ax.plot(*zip(*live, strict=True), color="tab:blue", alpha=0.35, lw=1, label="training episodes (last 20)")
-    if evals:
-        ax.plot(*zip(*evals, strict=True), "o-", color="tab:blue", lw=2, label="evaluation (deterministic)")
+    curves = {"training episodes (last 20)": live, "evaluation (deterministic)": evals}
+    draw_curves(ax, {label: (*zip(*points, strict=True), None, None) for label, points in curves.items() if points},
+                styles={"training episodes (last 20)": {"alpha": 0.35, "lw": 1},
+                        "evaluation (deterministic)": {"marker": "o", "lw": 2}}, legend=False, color="tab:blue")
     for (label, value), style in zip(lines.items(), (("0.45", ":"), ("tab:green", "--"), ("0.2", "-.")),
                                      strict=False):
         ax.axhline(value, color=style[0], ls=style[1], lw=1.5, label=f"{label}: {value:.0%}")
@@ -84,21 +102,45 @@ def latency_histogram(path: str | Path, samples_ms: list[float], title: str) -> 
 def weight_grid(path: str | Path, rows: list[dict[str, Any]], title: str) -> str:
     """Each relaxed layer's weights w_l(h) as a grid, one row per layer and filter bank, one column per group
     element h, each row divided by its mean: a layer whose rows read 1.0 everywhere is exactly equivariant (a bank's
-    weight may differ from another bank's, not between group elements)."""
+    weight may differ from another bank's, not between group elements). ``rows``: the layers of
+    ``policies.networks.diagnostics.relaxed_weights_report`` that have weights."""
+    return weight_grids(path, {title: rows})
+
+
+def weight_grids(path: str | Path, panels: dict[str, list[dict[str, Any]]],
+                 empty: str = "no relaxed group-convolution layers") -> str:
+    """One ``weight_grid`` per network, side by side, titled by its key; with none, a figure that says ``empty``."""
+    grids = {title: _normalised_weights(rows) for title, rows in panels.items()}
+    rows_n = max((g.shape[0] for g, _ in grids.values()), default=1)
+    cols_n = max((g.shape[1] for g, _ in grids.values()), default=1)
+    fig, axes = pyplot().subplots(1, max(1, len(grids)), figsize=(max(1, len(grids)) * (1.2 * cols_n + 3.2),
+                                                                  0.34 * rows_n + 1.6), squeeze=False)
+    if not grids:
+        axes[0][0].text(0.5, 0.5, empty, ha="center", va="center")
+        axes[0][0].set_axis_off()
+    for ax, (title, (grid, labels)) in zip(axes[0], grids.items(), strict=False):
+        shown = _draw_weight_grid(ax, grid, labels, panels[title][0]["elements"])
+        fig.colorbar(shown, ax=ax, label="w_l(h) / mean over h")
+        ax.set_title(title, fontsize=10)
+    return save_figure(fig, path)
+
+
+def _normalised_weights(rows: list[dict[str, Any]]) -> tuple[np.ndarray, list[str]]:
+    """Every layer's banks as rows over the group elements, each divided by its mean, and the rows' labels."""
     banks = np.concatenate([np.asarray(r["weights"], dtype=float).T for r in rows], axis=0)
-    grid = banks / banks.mean(axis=1, keepdims=True)
     labels = [f"layer {r['layer']} bank {b}" for r in rows for b in range(len(np.asarray(r["weights"]).T))]
+    return banks / banks.mean(axis=1, keepdims=True), labels
+
+
+def _draw_weight_grid(ax: Any, grid: np.ndarray, labels: list[str], elements: list[Any]) -> Any:
     spread = max(float(np.abs(grid - 1.0).max()), 0.05)
-    fig, ax = pyplot().subplots(figsize=(1.2 * grid.shape[1] + 3.2, 0.34 * grid.shape[0] + 1.6))
     shown = ax.imshow(grid, cmap="RdBu_r", vmin=1 - spread, vmax=1 + spread, aspect="auto")
     for (i, j), value in np.ndenumerate(grid):
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
-    ax.set_xticks(range(grid.shape[1]), [str(e) for e in rows[0]["elements"]], fontsize=8)
+    ax.set_xticks(range(grid.shape[1]), [str(e) for e in elements], fontsize=8)
     ax.set_yticks(range(grid.shape[0]), labels, fontsize=8)
     ax.set_xlabel("group element h")
-    fig.colorbar(shown, ax=ax, label="w_l(h) / mean over h")
-    ax.set_title(title, fontsize=10)
-    return save_figure(fig, path)
+    return shown
 
 
 def episode_strip(path: str | Path, frames: list[StripFrame], title: str, bounds: tuple[float, float, float, float],

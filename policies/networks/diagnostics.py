@@ -8,7 +8,6 @@ grid interpolates, and the error would measure the interpolation rather than the
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -112,33 +111,3 @@ def relaxed_weights_report(net: Actor | Critic) -> list[dict[str, Any]]:
                          regularizer=float(layer.regularization()))
         rows.append(entry)
     return rows
-
-
-def plot_relaxed_weights(net: Actor | Critic, path: str | Path, title: str = "") -> Path:
-    """Bar chart of w_l(h) per group element for each relaxed group-conv layer (like the seed paper's figure)."""
-    from robot_stack.plotting import pyplot
-
-    plt = pyplot()
-
-    rows = [r for r in relaxed_weights_report(net) if "weights" in r]
-    if not rows:
-        raise ValueError(f"no relaxed group-convolution layers in a {net.cfg.family!r} network")
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.2 * len(rows), 3.2), squeeze=False)
-    for ax, row in zip(axes[0], rows, strict=True):
-        w = np.asarray(row["weights"])  # [|G|, L]
-        x = np.arange(w.shape[0])
-        width = 0.8 / w.shape[1]
-        for bank in range(w.shape[1]):
-            ax.bar(x + bank * width - 0.4 + width / 2, w[:, bank], width, label=f"bank {bank}")
-        ax.axhline(row["init"], color="k", ls="--", lw=0.8, label="init 1/(L|G|)")
-        ax.set_xticks(x, row["elements"], rotation=60, fontsize=7)
-        ax.set_title(f"layer {row['layer']} ({row['kind']})", fontsize=9)
-        ax.set_ylabel("relaxed weight w_l(h)")
-    axes[0][0].legend(fontsize=7)
-    fig.suptitle(title or f"relaxed weights, {net.cfg.group}", fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack import config
+from robot_stack import config, plotting
 
 NO_VARIANT = "none"
 
@@ -106,15 +106,12 @@ Curve = tuple[np.ndarray, np.ndarray, np.ndarray]  # steps, mean, half-width of 
 
 def draw_curves(ax, lines: dict[str, Curve], metric: str, title: str, band: bool = True) -> None:
     """One panel of eval ``metric`` against environment steps, a line per label (with its 95% band if ``band``)."""
-    for label, (steps, mean, half) in lines.items():
-        # Without a band the points are marked: a run with a single eval would otherwise draw nothing.
-        ax.plot(steps, mean, label=label, marker=None if band else "o", markersize=3)
-        if band:
-            ax.fill_between(steps, mean - half, mean + half, alpha=0.25)
+    curves = {label: (steps, mean, mean - half, mean + half) if band else (steps, mean, None, None)
+              for label, (steps, mean, half) in lines.items()}
+    # Without a band the points are marked: a run with a single eval would otherwise draw nothing.
+    plotting.draw_curves(ax, curves, marker=None if band else "o", markersize=3)
     ax.set_title(title)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(f"eval {metric.replace('_', ' ')}" + (" (mean, 95% CI)" if band else ""))
     if metric == "success_rate":
         ax.set_ylim(-0.05, 1.05)
-    ax.legend()
-

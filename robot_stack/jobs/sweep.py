@@ -7,8 +7,8 @@ offline``'s ``run_job``) with progress bars and export off. A ``job: train`` swe
 ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv`` (one row per trial),
 ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95% t-confidence band, one panel per
 variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
-relaxed actor, averaged over banks). A ``job: offline`` sweep writes ``results.csv`` (one row per trial),
-``success_vs_size.png`` and ``table.md``.
+relaxed actor, per layer and bank, as ``robot_stack.plotting.weight_grid`` draws them). A ``job: offline`` sweep
+writes ``results.csv`` (one row per trial), ``success_vs_size.png`` and ``table.md``.
 
 What differs between the two kinds lives in one table, ``JOBS``: a new kind of sweep is one ``Job`` entry there.
 """
@@ -28,7 +28,8 @@ import numpy as np
 from robot_stack import config, provenance
 from robot_stack.jobs import grid, sweep_offline
 from robot_stack.jobs.grid import NO_VARIANT, SweepError, Trial, base_config, confidence_band, draw_curves
-from robot_stack.plotting import pyplot
+from robot_stack.plotting import pyplot, weight_grids
+from robot_stack.tables import write_rows
 
 
 @dataclass
@@ -155,9 +156,11 @@ def run_trial(train_config: dict[str, Any], setup: Callable[[], Any] | None = No
             "relaxed_weights": relaxed_weights(trainer.agent.actor)}
 
 
-def relaxed_weights(module) -> dict[str, np.ndarray]:
-    """Every relaxed group-convolution layer's w_l(h) as a (|G|, L) array, keyed by the parameter's name."""
-    return {name: p.detach().cpu().numpy() for name, p in module.named_parameters() if name.endswith("relaxed_weights")}
+def relaxed_weights(actor: Any) -> list[dict[str, Any]]:
+    """The actor's relaxed group-convolution layers with their weights w_l(h) (``relaxed_weights_report``)."""
+    from policies.networks.diagnostics import relaxed_weights_report
+
+    return [row for row in relaxed_weights_report(actor) if "weights" in row]
 
 
 def final_success(result: dict[str, Any]) -> float:
@@ -257,21 +260,16 @@ CSV_FIELDS = ("family", "variant", "seed", "step", "success_rate", "return")
 
 
 def write_results(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        for trial, res in zip(trials, results, strict=True):
-            for ev in res["evals"]:
-                writer.writerow({"family": trial.family, "variant": trial.variant, "seed": trial.seed,
-                                 "step": ev["step"], "success_rate": ev["success_rate"], "return": ev["return"]})
-    with open(out / "final.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=(*CSV_FIELDS, "seconds"))
-        writer.writeheader()
-        for trial, res in zip(trials, results, strict=True):
-            last = res["evals"][-1]
-            writer.writerow({"family": trial.family, "variant": trial.variant, "seed": trial.seed,
-                             "step": last["step"], "success_rate": last["success_rate"], "return": last["return"],
-                             "seconds": round(res["seconds"], 1)})
+    """``results.csv`` (one row per evaluation) and ``final.csv`` (each trial's last evaluation and its seconds)."""
+    rows, finals = [], []
+    for trial, res in zip(trials, results, strict=True):
+        head = {"family": trial.family, "variant": trial.variant, "seed": trial.seed}
+        evals = [{**head, "step": ev["step"], "success_rate": ev["success_rate"], "return": ev["return"]}
+                 for ev in res["evals"]]
+        rows += evals
+        finals.append({**evals[-1], "seconds": round(res["seconds"], 1)})
+    write_rows(out / "results.csv", rows, CSV_FIELDS)
+    write_rows(out / "final.csv", finals, (*CSV_FIELDS, "seconds"))
 
 
 def read_results(path: Path) -> list[dict[str, Any]]:
@@ -315,21 +313,6 @@ def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_
 
 
 def plot_relaxed_weights(trials: list[Trial], results: list[dict[str, Any]], png_path: Path) -> None:
-    """One panel per relaxed trial: w(h) averaged over banks, per layer, against the group element h."""
-    plt = pyplot()
-    panels = [(t, r["relaxed_weights"]) for t, r in zip(trials, results, strict=True) if r["relaxed_weights"]]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4 * max(1, len(panels)), 3.2), squeeze=False)
-    if not panels:
-        axes[0][0].text(0.5, 0.5, "no relaxed-family trials in this sweep", ha="center", va="center")
-        axes[0][0].set_axis_off()
-    for ax, (trial, weights) in zip(axes[0], panels, strict=False):
-        for name, w in weights.items():
-            w = np.asarray(w)
-            ax.plot(np.arange(w.shape[0]), w.mean(axis=1) * w.size, marker="o", label=name.split(".")[-2])
-        ax.axhline(1.0, color="grey", lw=0.8, ls="--")
-        ax.set_title(trial.label, fontsize=9)
-        ax.set_xlabel("group element h")
-        ax.set_ylabel("w(h) x L|G| (1 = exact)")
-    fig.tight_layout()
-    fig.savefig(png_path, dpi=120)
-    plt.close(fig)
+    """Each relaxed trial's actor as a grid of w_l(h) per layer and bank against the group element h."""
+    panels = {t.label: r["relaxed_weights"] for t, r in zip(trials, results, strict=True) if r["relaxed_weights"]}
+    weight_grids(png_path, panels, empty="no relaxed-family trials in this sweep")

@@ -41,6 +41,7 @@ import numpy as np
 
 from robot_stack import config
 from robot_stack.jobs.grid import NO_VARIANT, Dataset, SweepError, Trial, base_config, confidence_band
+from robot_stack.tables import write_rows
 
 if TYPE_CHECKING:
     from robot_stack.jobs.sweep import SweepConfig
@@ -252,15 +253,13 @@ def write_offline_results(out: Path, trials: list[Trial], results: list[dict[str
     """``results.csv``: one row per trial; the last logged training metrics (algorithm-specific) after the fixed
     columns, blank where an algorithm does not log them."""
     metrics = sorted({k for r in results for k in r.get("metrics", {})})
-    with open(out / "results.csv", "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=(*CSV_FIELDS, *metrics))
-        writer.writeheader()
-        for trial, res in zip(trials, results, strict=True):
-            row = {"algo": trial.algo, "family": trial.family, "dataset": trial.dataset.label,
-                   "transitions": res.get("transitions", trial.dataset.transitions), "seed": trial.seed,
-                   **{k: _round(res.get(k, "")) for k in CSV_FIELDS[5:]}}
-            row.update({k: _round(v) for k, v in res.get("metrics", {}).items()})
-            writer.writerow(row)
+    rows = []
+    for trial, res in zip(trials, results, strict=True):
+        row = {"algo": trial.algo, "family": trial.family, "dataset": trial.dataset.label,
+               "transitions": res.get("transitions", trial.dataset.transitions), "seed": trial.seed,
+               **{k: _round(res.get(k, "")) for k in CSV_FIELDS[5:]}}
+        rows.append(row | {k: _round(v) for k, v in res.get("metrics", {}).items()})
+    write_rows(out / "results.csv", rows, (*CSV_FIELDS, *metrics))
 
 
 def _round(value: Any) -> Any:
@@ -341,7 +340,7 @@ def _cell_text(cell: Cell) -> str:
 
 
 def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
-    from robot_stack.plotting import pyplot
+    from robot_stack.plotting import draw_curves, pyplot
 
     plt = pyplot()
     rows = read_offline_results(csv_path)
@@ -351,26 +350,26 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
     x = np.arange(len(datasets))
     fig, axes = plt.subplots(1, len(algos), figsize=(4.5 * len(algos), 3.8), squeeze=False, sharey=True)
     for ax, algo in zip(axes[0], algos, strict=True):
-        for family in dict.fromkeys(f for a, f, _ in cells if a == algo):
-            _band(ax, x, [cells.get((algo, family, d), NOT_RUN) for d in datasets], label=family)
-        _band(ax, x, [rand[d] for d in datasets], label="random", color="grey", ls="--")
+        lines = {family: _curve(x, [cells.get((algo, family, d), NOT_RUN) for d in datasets])
+                 for family in dict.fromkeys(f for a, f, _ in cells if a == algo)}
+        lines["random"] = _curve(x, [rand[d] for d in datasets])
+        draw_curves(ax, lines, styles={"random": {"color": "grey", "ls": "--"}}, band_alpha=0.2, marker="o")
         ax.set_title(algo)
         ax.set_xticks(x, [str(rand[d].transitions) if d == str(rand[d].transitions) else f"{d}\n({rand[d].transitions})"
                           for d in datasets])
         ax.set_xlabel("dataset transitions")
         ax.set_ylim(-0.05, 1.05)
-        ax.legend(fontsize=8)
     axes[0][0].set_ylabel("eval success rate (mean, 95% CI)")
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
 
 
-def _band(ax: Any, x: np.ndarray, cells: list[Cell], **style: Any) -> None:
+def _curve(x: np.ndarray, cells: list[Cell]) -> tuple[np.ndarray, ...]:
+    """x, the mean over seeds per dataset, and its 95% band."""
     mean = np.array([c.mean for c in cells])
     half = np.array([c.half for c in cells])
-    (line,) = ax.plot(x, mean, marker="o", **style)
-    ax.fill_between(x, mean - half, mean + half, alpha=0.2, color=line.get_color())
+    return x, mean, mean - half, mean + half
 
 
 def write_offline_outputs(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:

@@ -505,13 +505,9 @@ def _replace_with(path: Path, write: Callable[[Path], object]) -> None:
 
 
 def write_evals_csv(evals: list[dict[str, float]], path: Path) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=EVAL_FIELDS, restval="")  # evals of older runs lack seconds
-            writer.writeheader()
-            writer.writerows(evals)
+    from robot_stack.tables import write_rows
 
-    _replace_with(path, write)
+    write_rows(path, evals, EVAL_FIELDS)  # evals of older runs lack seconds: left blank
 
 
 def read_evals_csv(path: Path) -> list[dict[str, float]]:
