@@ -237,3 +237,48 @@ def test_a_stopped_grid_keeps_its_rows_and_a_rerun_runs_only_the_rest(tmp_path, 
                                 overrides={**TINY, "steps": 5}))
     assert grid.saved_result(cfg.run_dir, changed[0]) is None  # another config: the trial runs again
     assert grid.saved_result(cfg.run_dir, trials[0]) == _row({})
+
+
+@pytest.mark.parametrize("failure, kept", [
+    (FloatingPointError("CQL step 3: non-finite ['td_loss']"), True),
+    (OSError("No space left on device"), False),
+    (MemoryError(), False),
+])
+def test_only_a_finished_or_diverged_trial_is_kept_for_a_rerun(tmp_path, stores, monkeypatch, failure, kept):
+    from robot_stack.jobs import offline as offline_job
+    from robot_stack.jobs import sweep as sweep_job
+
+    def fail(job):
+        raise failure
+
+    monkeypatch.setattr(offline_job, "run_job", fail)
+    cfg = sweep(tmp_path, [str(stores[0])], algos=["cql"])
+    trials = make_trials(cfg)
+    results = sweep_job._run_all(FakeRay(sweep_offline.run_offline_trial), cfg, sweep_job.JOBS["offline"], trials,
+                                 None, False)
+    assert results[0]["error"].startswith(type(failure).__name__)
+    assert grid.result_path(cfg.run_dir, trials[0]).exists() == kept
+    ran: list[str] = []
+
+    def count(job_config):
+        ran.append(job_config["name"])
+        return _row(job_config)
+
+    sweep_job._run_all(FakeRay(count), cfg, sweep_job.JOBS["offline"], trials, None, False)
+    assert ran == ([] if kept else [trials[0].label])
+
+
+def test_a_failed_result_an_older_version_kept_runs_again(tmp_path, stores):
+    from robot_stack.jobs import sweep as sweep_job
+
+    cfg = sweep(tmp_path, [str(stores[0])], algos=["bc"])
+    trials = make_trials(cfg)
+    grid.save_result(cfg.run_dir, trials[0], {"error": "OSError: disk", "random_success": 0.0})
+    ran: list[str] = []
+
+    def count(job_config):
+        ran.append(job_config["name"])
+        return _row(job_config)
+
+    sweep_job._run_all(FakeRay(count), cfg, sweep_job.JOBS["offline"], trials, None, False)
+    assert ran == [trials[0].label] and grid.saved_result(cfg.run_dir, trials[0]) == _row({})

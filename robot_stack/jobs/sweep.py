@@ -79,6 +79,8 @@ class Job:
     # Keep each finished trial's result beside its run (reused by a rerun with the same trial config) and rewrite
     # the outputs after every trial, so that a stopped sweep has partial outputs and resumes.
     resumable: bool = False
+    # Which results a rerun may reuse; the others (a transient failure) run again.
+    keeps: Callable[[dict[str, Any]], bool] = lambda result: True
 
 
 def make_trials(cfg: SweepConfig) -> list[Trial]:
@@ -178,7 +180,8 @@ JOBS: dict[str, Job] = {
                  "results.csv, final.csv, learning_curves.png, relaxed_weights.png"),
     "offline": Job(sweep_offline.check_offline, sweep_offline.make_offline_trials, sweep_offline.run_offline_trial,
                    sweep_offline.trial_success, sweep_offline.write_offline_outputs,
-                   "results.csv, success_vs_size.png, table.md", failure=sweep_offline.failed_trial, resumable=True),
+                   "results.csv, success_vs_size.png, table.md", failure=sweep_offline.failed_trial, resumable=True,
+                   keeps=sweep_offline.keeps_result),
 }
 
 
@@ -221,8 +224,7 @@ def check_resources(have: dict[str, float], cfg: SweepConfig) -> None:
 def _run_all(ray, cfg: SweepConfig, job: Job, trials: list[Trial], setup, progress: bool) -> list[dict[str, Any]]:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    results: list[dict[str, Any] | None] = [grid.saved_result(cfg.run_dir, t) if job.resumable else None
-                                            for t in trials]
+    results = [_saved(cfg, job, t) for t in trials]
     remote = ray.remote(num_cpus=cfg.cpus_per_trial, num_gpus=cfg.gpus_per_trial)(job.run_trial)
     index = {remote.remote(t.job_config, setup): i for i, t in enumerate(trials) if results[i] is None}
     pending, kept = list(index), len(trials) - len(index)
@@ -242,16 +244,22 @@ def _run_all(ray, cfg: SweepConfig, job: Job, trials: list[Trial], setup, progre
     return results
 
 
+def _saved(cfg: SweepConfig, job: Job, trial: Trial) -> dict[str, Any] | None:
+    """The result an earlier run kept for ``trial``, if the job resumes and would keep that result now."""
+    result = grid.saved_result(cfg.run_dir, trial) if job.resumable else None
+    return result if result is not None and job.keeps(result) else None
+
+
 def _result(ray, ref, job: Job, cfg: SweepConfig, trial: Trial) -> dict[str, Any]:
-    """The trial's result, kept for a rerun when the job resumes; a failed Ray task is not kept (a rerun tries it
-    again), and stops the sweep unless the job turns it into a row."""
+    """The trial's result, kept for a rerun when the job resumes and keeps it; a failed Ray task is not kept (a rerun
+    tries it again), and stops the sweep unless the job turns it into a row."""
     try:
         result = ray.get(ref)
     except ray.exceptions.RayError as exc:
         if job.failure is None:
             raise
         return job.failure(exc)
-    if job.resumable:
+    if job.resumable and job.keeps(result):
         grid.save_result(cfg.run_dir, trial, result)
     return result
 

@@ -17,11 +17,12 @@ A sweep file for an offline grid (every other key as in ``robot_stack.jobs.sweep
 Every dataset is opened, checked as ``robot-stack offline`` checks it (empty, spec version, the task's specs,
 NaN/inf) and counted, and every trial's job config built, before Ray starts: a missing, unreadable or bad store, a
 typo'd key, an unknown algo or family fails there, naming it. A trial that diverges or raises is a row with its
-error. Outputs in the sweep's out_dir: ``results.csv`` (one row per trial), ``success_vs_size.png`` (success
-against dataset size, one panel per algo, one line per family, mean over seeds with a 95% t-band, the random
-policy dashed) and ``table.md`` (the same as a markdown table), rewritten after every finished trial. Each
-finished trial's result is kept in ``trials/<label>/result.json``: run the same sweep again and only the trials
-without one (or whose config changed since) run.
+error; a diverged one is kept like a finished one, one that raised otherwise (out of memory, a file gone) runs
+again on the next start. Outputs in the sweep's out_dir: ``results.csv`` (one row per trial),
+``success_vs_size.png`` (success against dataset size, one panel per algo, one line per family, mean over seeds
+with a 95% t-band, the random policy dashed) and ``table.md`` (the same as a markdown table), rewritten after
+every finished trial. Each finished trial's result is kept in ``trials/<label>/result.json``: run the same sweep
+again and only the trials without one (or whose config changed since) run.
 """
 
 from __future__ import annotations
@@ -179,7 +180,7 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
     """One offline job: its evaluation, last logged training metrics, and a random policy on the same seeds.
 
     A run that diverges (non-finite loss) or raises while training is a result, not a crash of the whole grid: it
-    comes back with ``error`` set and no success rate."""
+    comes back with ``error`` set, no success rate, and ``diverged`` saying which of the two it was."""
     if setup is not None:
         setup()
     from robot_stack.jobs.offline import OfflineJob, run_job
@@ -189,8 +190,8 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
     try:
         summary = run_job(job)
     except Exception as exc:  # any failure of one cell is that cell's row; the grid goes on
-        return {"error": error_text(exc), "seconds": time.perf_counter() - started,
-                "random_success": cached_random_success(job)}
+        return {"error": error_text(exc), "diverged": isinstance(exc, FloatingPointError),
+                "seconds": time.perf_counter() - started, "random_success": cached_random_success(job)}
     last = summary["history"][-1] if summary["history"] else {}
     ev = summary["eval"]
     return {"success_rate": ev["success_rate"], "return": ev["mean_return"], "length": ev["mean_length"],
@@ -203,6 +204,12 @@ def error_text(exc: BaseException) -> str:
     """One line for the results row: the exception's type and first line."""
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def keeps_result(result: dict[str, Any]) -> bool:
+    """A rerun reuses a finished trial and a diverged one (it would diverge again); one that failed otherwise may
+    have met a passing problem (memory, a file being rewritten), so it runs again."""
+    return not result.get("error") or bool(result.get("diverged"))
 
 
 def failed_trial(exc: BaseException) -> dict[str, Any]:
