@@ -17,7 +17,7 @@ import pytest
 
 from robot_stack import config
 from robot_stack.config import ConfigError
-from robot_stack.jobs.demo import QUICK, TASK_SIZES, demo_config, finetune_config, train_config
+from robot_stack.jobs.demo import QUICK, TASK_SIZES, Demo, demo_config, finetune_config, train_config
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.recorder.validate import validate
 
@@ -95,6 +95,11 @@ def test_demo_quick_runs_every_stage_and_writes_its_figures(tmp_path):
     assert robot["episodes"] == robot["recorded_episodes"] == TINY["robot_episodes"]
     assert robot["validate_problems"] == [] and robot["latency_ms"]["p50"] > 0
     assert report["finetune"]["transitions"] > 0
+    # before and after fine-tuning: one routine on the same layouts; the checkpoint scores what training's last eval did
+    assert report["before"]["episodes"] == report["after"]["episodes"] == TINY["eval_episodes"]
+    demo = Demo(demo_config("push", True, [f"out={out}", *(f"{k}={v}" for k, v in TINY.items())]))
+    again, last = demo.evaluate_checkpoint(str(out / "train" / "checkpoint.pt")), train["evals"][-1]
+    assert (again["success_rate"], again["mean_return"]) == (last["success_rate"], last["return"])
     assert report["strip"]["drift_m"] < 1e-3, "the strip's replay must follow the recorded episode"
     markdown = (out / "report.md").read_text()
     for name in FIGURES:
