@@ -282,3 +282,50 @@ def test_a_failed_result_an_older_version_kept_runs_again(tmp_path, stores):
 
     sweep_job._run_all(FakeRay(count), cfg, sweep_job.JOBS["offline"], trials, None, False)
     assert ran == [trials[0].label] and grid.saved_result(cfg.run_dir, trials[0]) == _row({})
+
+
+def test_a_kept_trial_runs_again_after_its_store_is_rebuilt_or_its_env_resolves_otherwise(tmp_path, monkeypatch):
+    import shutil
+
+    from robot_stack.jobs import envs
+
+    path = tmp_path / "data.zarr"
+    record_toy(path, episodes=2, size=SIZE)
+    cfg = sweep(tmp_path, [{"name": "data", "path": str(path)}], algos=["bc"])
+    grid.save_result(cfg.run_dir, make_trials(cfg)[0], _row({}))
+    assert grid.saved_result(cfg.run_dir, make_trials(cfg)[0]) == _row({})
+    shutil.rmtree(path)
+    record_toy(path, episodes=2, size=SIZE)  # the same episodes, recorded again
+    again = make_trials(cfg)[0]
+    assert again.job_config == make_trials(cfg)[0].job_config
+    assert grid.saved_result(cfg.run_dir, again) is None
+    grid.save_result(cfg.run_dir, again, _row({}))
+    resolved = envs.resolved_env
+    monkeypatch.setattr(envs, "resolved_env", lambda task, env: {**resolved(task, env), "max_steps": 99})
+    assert grid.saved_result(cfg.run_dir, make_trials(cfg)[0]) is None
+
+
+def test_resolved_env_holds_the_task_defaults_a_zero_stands_for(monkeypatch):
+    pytest.importorskip("robosuite")
+    from robot_stack.jobs import envs
+    from sim import env as sim_env
+
+    push = envs.resolved_env("push", {"view": "gripper"})
+    assert (push["horizon"], push["view"]) == (sim_env.TASK_DEFAULTS["push"].horizon, "gripper")
+    assert envs.resolved_env("push", {"horizon": 33})["horizon"] == 33
+    monkeypatch.setitem(sim_env.TASK_DEFAULTS, "push", sim_env.TaskDefaults(horizon=60, dpos=0.04))
+    assert envs.resolved_env("push", {"view": "gripper"}) == {**push, "horizon": 60}
+
+
+def test_the_random_baseline_is_computed_again_when_the_env_resolves_otherwise(tmp_path, monkeypatch):
+    from robot_stack.jobs import envs
+    from robot_stack.jobs.offline import OfflineJob
+
+    calls: list[int] = []
+    monkeypatch.setattr(sweep_offline, "random_success", lambda job: calls.append(1) or 0.25)
+    job = config.build(OfflineJob, {"task": "toy_reach", "out_dir": str(tmp_path)})
+    assert sweep_offline.cached_random_success(job) == sweep_offline.cached_random_success(job) == 0.25
+    resolved = envs.resolved_env
+    monkeypatch.setattr(envs, "resolved_env", lambda task, env: {**resolved(task, env), "max_steps": 99})
+    sweep_offline.cached_random_success(job)
+    assert len(calls) == 2

@@ -18,10 +18,12 @@ NO_VARIANT = "none"
 
 @dataclass
 class Dataset:
-    """An offline sweep's dataset: its label in tables, its store and its transition count."""
+    """An offline sweep's dataset: its label in tables, its store, its transition count and the store's content
+    fingerprint (``EpisodeDataset.fingerprint``)."""
     label: str
     path: str
     transitions: int
+    fingerprint: str = ""
 
 
 class SweepError(config.ConfigError):
@@ -38,6 +40,9 @@ class Trial:
     algo: str = ""  # job: offline
     dataset: Dataset | None = None  # job: offline
     job_config: dict[str, Any] = field(default_factory=dict)  # the argument of the job's run_trial
+    # What job_config names but does not hold (the fingerprint of a store it reads, the sim config its env resolves
+    # to): a kept result is reused only while these are the same too.
+    inputs: dict[str, Any] = field(default_factory=dict)
 
 
 RESULT_FILE = "result.json"
@@ -48,23 +53,29 @@ def result_path(run_dir: Path, trial: Trial) -> Path:
 
 
 def save_result(run_dir: Path, trial: Trial, result: dict[str, Any]) -> None:
-    """A finished trial's result with the config it ran, beside its run folder (written whole, then renamed, so a
-    sweep stopped mid-write leaves no half file)."""
+    """A finished trial's result with the config and inputs it ran on, beside its run folder (written whole, then
+    renamed, so a sweep stopped mid-write leaves no half file)."""
     path = result_path(run_dir, trial)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"job_config": trial.job_config, "result": result}, default=str))
+    tmp.write_text(json.dumps({"job_config": trial.job_config, "inputs": trial.inputs, "result": result}, default=str))
     tmp.replace(path)
 
 
 def saved_result(run_dir: Path, trial: Trial) -> dict[str, Any] | None:
-    """The result an earlier run of this sweep kept for ``trial``, if it ran the same config; else None."""
+    """The result an earlier run of this sweep kept for ``trial``, if it ran the same config on the same inputs;
+    else None."""
     path = result_path(run_dir, trial)
     if not path.is_file():
         return None
     saved = json.loads(path.read_text())
-    same = saved.get("job_config") == json.loads(json.dumps(trial.job_config, default=str))
+    same = all(saved.get(key) == _as_saved(getattr(trial, key)) for key in ("job_config", "inputs"))
     return saved["result"] if same else None
+
+
+def _as_saved(value: Any) -> Any:
+    """``value`` as it reads back from result.json."""
+    return json.loads(json.dumps(value, default=str))
 
 
 def base_config(cfg: Any) -> dict[str, Any]:

@@ -22,7 +22,7 @@ again on the next start. Outputs in the sweep's out_dir: ``results.csv`` (one ro
 ``success_vs_size.png`` (success against dataset size, one panel per algo, one line per family, mean over seeds
 with a 95% t-band, the random policy dashed) and ``table.md`` (the same as a markdown table), rewritten after
 every finished trial. Each finished trial's result is kept in ``trials/<label>/result.json``: run the same sweep
-again and only the trials without one (or whose config changed since) run.
+again and only the trials without one (or whose config, store content or resolved sim config changed since) run.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robot_stack import config
+from robot_stack.jobs import envs
 from robot_stack.jobs.grid import NO_VARIANT, Dataset, SweepError, Trial, base_config, confidence_band
 from robot_stack.tables import write_rows
 
@@ -92,8 +93,9 @@ def read_datasets(entries: list[Any], specs: tuple[Any, Any] | None = None) -> l
     for i, entry in enumerate(entries):
         where = f"datasets[{i}]"
         name, path = _dataset_entry(entry, where)
-        n = count_transitions(path, where, specs)
-        out.append(Dataset(name or str(n), path, n))
+        ds = open_dataset(path, where, specs)
+        n = _transitions(ds, where)
+        out.append(Dataset(name or str(n), path, n, ds.fingerprint()))
     labels = [d.label for d in out]
     twins = sorted({x for x in labels if labels.count(x) > 1})
     if twins:
@@ -114,6 +116,11 @@ def _dataset_entry(entry: Any, where: str) -> tuple[str, str]:
 
 def count_transitions(path: str, where: str, specs: tuple[Any, Any] | None = None) -> int:
     """Transitions as ``robot-stack offline`` loads them (``EpisodeDataset.transitions()``), after its checks."""
+    return _transitions(open_dataset(path, where, specs), where)
+
+
+def open_dataset(path: str, where: str, specs: tuple[Any, Any] | None = None) -> Any:
+    """The store at ``path``, checked as ``robot-stack offline`` checks it; a SweepError naming ``where`` if not."""
     from robot_stack.recorder import EpisodeDataset
     from robot_stack.specs import SpecError
 
@@ -123,11 +130,15 @@ def count_transitions(path: str, where: str, specs: tuple[Any, Any] | None = Non
     try:
         ds = EpisodeDataset(path)
         ds.check(*(specs or (None, None)))
-        n = ds.n_transitions()
     except (FileNotFoundError, SpecError) as exc:
         raise SweepError(f"{where}: cannot use dataset {path!r}: {exc}") from exc
+    return ds
+
+
+def _transitions(ds: Any, where: str) -> int:
+    n = ds.n_transitions()
     if n == 0:
-        raise SweepError(f"{where}: cannot use dataset {path!r}: no transitions (no episode has a step after "
+        raise SweepError(f"{where}: cannot use dataset {ds.path!r}: no transitions (no episode has a step after "
                          f"its first, nor a terminal step)")
     return n
 
@@ -161,6 +172,8 @@ def make_offline_trials(cfg: SweepConfig) -> list[Trial]:
                         trial.job_config = _job_config(base, trial, cfg.run_dir)
                     except config.ConfigError as exc:
                         raise SweepError(f"sweep base {cfg.base!r} with trial {trial.label}: {exc}") from exc
+                    trial.inputs = {"dataset": dataset.fingerprint,
+                                    "env": envs.resolved_env(trial.job_config["task"], trial.job_config["env"])}
                     trials.append(trial)
     return trials
 
@@ -223,9 +236,10 @@ def trial_success(result: dict[str, Any]) -> float:
 
 
 def cached_random_success(job: Any) -> float:
-    """``random_success``, computed once per task, env options, seed and episode count in a sweep: every algo,
-    family and dataset of a seed shares it (kept in ``<out_dir>/random/``, beside the trials' runs)."""
-    key = {"task": job.task, "env": job.env, "seed": job.seed, "episodes": job.eval_episodes}
+    """``random_success``, computed once per task, resolved env config, seed and episode count in a sweep: every
+    algo, family and dataset of a seed shares it (kept in ``<out_dir>/random/``, beside the trials' runs)."""
+    key = {"task": job.task, "env": envs.resolved_env(job.task, job.env), "seed": job.seed,
+           "episodes": job.eval_episodes}
     name = hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
     path = Path(job.out_dir) / "random" / f"{name}.json"
     if path.is_file():

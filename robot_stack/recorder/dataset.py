@@ -8,6 +8,8 @@ episode cut by a time limit is left out.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,8 @@ from robot_stack.symmetry import Group, act_on_batch
 
 # Load obs/action/reward into memory at open when they are smaller than this.
 CACHE_LIMIT_BYTES = 1 << 30
+# Steps hashed at a time by ``fingerprint`` (a store too large to cache is not read whole into memory).
+FINGERPRINT_BLOCK_STEPS = 4096
 
 
 class DatasetError(SpecError):
@@ -96,6 +100,20 @@ class EpisodeDataset:
 
     def episode_meta(self, index: int) -> dict[str, Any]:
         return dict(self.state.infos[index])
+
+    def fingerprint(self) -> str:
+        """A hash of what the store holds (all its committed episodes, whatever the view): header, episode ends and
+        metadata, and every step of the arrays training reads. A store recorded again gets another one (episodes
+        carry their start time), so a result computed from a store can tell whether it is still the same data."""
+        digest = hashlib.sha1(json.dumps(self.header, sort_keys=True, default=str).encode())
+        digest.update(np.ascontiguousarray(self.state.ends, dtype=np.int64).tobytes())
+        digest.update(json.dumps(self.state.infos, sort_keys=True, default=str).encode())
+        end = self.state.n_steps
+        for key in [k for k in self._training_keys() if k in self._arrays]:
+            for start in range(0, end, FINGERPRINT_BLOCK_STEPS):
+                block = self._read(key, slice(start, min(end, start + FINGERPRINT_BLOCK_STEPS)))
+                digest.update(np.ascontiguousarray(block).tobytes())
+        return digest.hexdigest()[:16]
 
     def _bounds(self, index: int) -> tuple[int, int]:
         start = int(self.state.ends[index - 1]) if index > 0 else 0
