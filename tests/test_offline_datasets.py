@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
 
 from robot_stack.config import ConfigError
-from robot_stack.jobs.collect import CollectJob
+from robot_stack.jobs.collect import CollectJob, collect
 from robot_stack.jobs.offline_data import make_datasets, store_quality
 from robot_stack.recorder import EpisodeDataset
 
@@ -61,11 +62,58 @@ def test_a_rerun_keeps_the_stores_and_a_store_of_another_size_is_refused(made, t
     with pytest.raises(ConfigError, match="holds a store of 30 transitions, not 40"):
         make_datasets(wrong)
     other_view = CollectJob(**{**vars(job), "sizes": [30], "sim": {**SIM, "view": "workspace"}})
-    with pytest.raises(ConfigError, match="recorded with other settings: sim .*'gripper'.*'workspace'"):
+    with pytest.raises(ConfigError, match="recorded with other settings: env.view 'gripper' \\(here 'workspace'\\)"):
         make_datasets(other_view)
 
 
-def test_bad_sizes_are_refused():
+@pytest.mark.parametrize("change, difference", [
+    ({"seed": 1}, "seed 0 (here 1)"),
+    ({"policy": "runs/other.onnx"}, "policy 'expert' (here 'runs/other.onnx')"),
+])
+def test_a_store_of_another_seed_or_policy_is_refused(made, change, difference):
+    job, result = made
+    with pytest.raises(ConfigError, match=re.escape(difference)):
+        make_datasets(CollectJob(**{**vars(job), "sizes": [30], **change}))
+
+
+def test_a_store_recorded_before_a_task_default_changed_is_refused(made, monkeypatch):
+    from sim import env as sim_env
+
+    job, result = made
+    horizon = sim_env.TASK_DEFAULTS["push"].horizon
+    monkeypatch.setitem(sim_env.TASK_DEFAULTS, "push", sim_env.TaskDefaults(horizon=horizon - 20, dpos=0.04))
+    with pytest.raises(ConfigError, match=re.escape(f"env.horizon {horizon} (here {horizon - 20})")):
+        make_datasets(CollectJob(**{**vars(job), "sizes": [30]}))
+
+
+def test_a_store_a_stopped_run_left_short_is_recorded_again(made, tmp_path, monkeypatch):
+    from robot_stack.jobs import collect as collect_job
+
+    job = CollectJob(**{**vars(made[0]), "out": str(tmp_path / "{task}_{transitions}.zarr"), "sizes": [90]})
+    one_episode, calls = collect_job._episode, []
+
+    def stop_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return one_episode(*args, **kwargs)
+
+    monkeypatch.setattr(collect_job, "_episode", stop_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        make_datasets(job)
+    monkeypatch.undo()
+    left = EpisodeDataset(tmp_path / "push_90.zarr").n_transitions()
+    assert 0 < left < 90
+    (row,) = make_datasets(job)["rows"]
+    assert row["made"] == f"re-recorded (a stopped run left {left})" and row["transitions"] == 90
+    assert len(EpisodeDataset(row["store"]).transitions()["action"]) == 90
+    assert f"re-recorded (a stopped run left {left})" in open(tmp_path / "push_datasets.md").read()
+
+
+def test_bad_sizes_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="offline_data.make_datasets"):
+        collect(CollectJob(task="push", sizes=[10], out=str(tmp_path / "{task}_{transitions}.zarr")))
+    assert not list(tmp_path.iterdir())
     with pytest.raises(ConfigError, match="either sizes"):
         CollectJob(task="push", sizes=[10], transitions=10)
     with pytest.raises(ConfigError, match="distinct"):

@@ -11,6 +11,7 @@ import numpy as np
 
 import sim
 from robot_stack.config import ConfigError, check_choice
+from robot_stack.jobs.envs import resolved_env
 
 LABELS = ("policy", "expert")  # what a step records: the executed action, or the scripted expert's at that state
 
@@ -60,10 +61,20 @@ def noise_levels(job: CollectJob) -> list[float]:
     return levels
 
 
+def recorded_settings(job: CollectJob) -> dict[str, Any]:
+    """What decides a store's episodes, written into its metadata: a store is kept for a job (``jobs.offline_data``)
+    only if it was recorded with the same, the env as it resolves (a task default that changed counts)."""
+    return {"task": job.task, "env": resolved_env(job.task, job.sim), "policy": job.policy, "label": job.label,
+            "noise": job.noise, "seed": job.seed, "max_steps": job.max_steps}
+
+
 def collect(job: CollectJob) -> dict[str, Any]:
     """Run the job; returns a summary (committed episodes, steps, transitions, success rate, store path)."""
     from robot_stack.recorder import EpisodeRecorder, store
 
+    if job.sizes:
+        raise ConfigError(f"sizes {job.sizes}: collect records one store; robot_stack.jobs.offline_data."
+                          f"make_datasets(job) records one per size (as `robot-stack collect` does with sizes)")
     levels = noise_levels(job)
     out = job.out.format(task=job.task, transitions=job.transitions)
     if job.transitions and store.is_store(out):
@@ -73,9 +84,10 @@ def collect(job: CollectJob) -> dict[str, Any]:
     act, policy_meta = _policy(job, env, obs_spec, action_spec, hm_spec)
     # the expert labels with no noise: reset(noise=0.0) is what _episode calls on it
     label = _expert_actor(job, env) if job.label == "expert" else None
-    meta = {"task": job.task, "variant": job.sim.get("variant", "none"), "sim": dict(job.sim),
+    meta = {**recorded_settings(job), "target_transitions": job.transitions, "variant": job.sim.get("variant", "none"),
+            "sim": dict(job.sim),
             "control_hz": float(getattr(env.cfg, "control_freq", 0) or 0), "camera": env.camera.spec.to_dict(),
-            "heightmap": hm_spec.to_dict(), "label": job.label, **policy_meta}
+            "heightmap": hm_spec.to_dict(), **policy_meta}
     with EpisodeRecorder(out, obs_spec, action_spec, meta, when_full="wait", keep_depth=job.record_depth) as rec:
         successes, steps, transitions = record_episodes(env, rec, act, job, levels, label)
         rec.flush()

@@ -8,12 +8,18 @@ first episodes of a larger one. The quality of each store (transitions, episodes
 per noise level the episodes and successes) is printed as a table and written beside the stores as
 ``<task>_datasets.json`` and ``<task>_datasets.md``. ``store_quality`` describes any store the recorder wrote, a
 real robot's included.
+
+A store already at a size's path is kept if it holds exactly that size and was recorded with the same settings
+(``collect.recorded_settings``: task, the env as it resolves, policy, label, noise, seed, max_steps); one of the
+same settings that was to hold that size but holds fewer, as a stopped run leaves it, is recorded again; any other is
+refused, naming the difference.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +27,9 @@ from typing import Any
 import numpy as np
 
 from robot_stack import config, provenance
-from robot_stack.jobs.collect import CollectJob, collect
+from robot_stack.jobs.collect import CollectJob, collect, recorded_settings
+
+MISSING = object()  # a setting the store's metadata lacks (recorded before it was written there)
 
 
 def store_quality(path: str | Path) -> dict[str, Any]:
@@ -62,8 +70,8 @@ def check_sizes(job: CollectJob) -> None:
 
 
 def make_datasets(job: CollectJob) -> dict[str, Any]:
-    """One store per size in ``job.sizes`` (an existing store of exactly that size is kept), described; returns the
-    rows and the paths of the quality files."""
+    """One store per size in ``job.sizes`` (an existing store of exactly that size and these settings is kept, a
+    smaller one recorded again), described; returns the rows and the paths of the quality files."""
     check_sizes(job)
     rows = []
     for size in job.sizes:
@@ -76,29 +84,53 @@ def make_datasets(job: CollectJob) -> dict[str, Any]:
 
 
 def _make_store(job: CollectJob, size: int, out: str) -> str:
+    """Record the store of ``size`` at ``out`` unless one of that size and this job's settings is there; one of the
+    same settings that was to hold ``size`` but holds fewer (a stopped run's) is recorded again. Returns what was
+    done, for the table."""
     from robot_stack.recorder import store
 
-    if not store.is_store(out):
-        collect(dataclasses.replace(job, sizes=[], transitions=size, out=out))
-        return "recorded"
-    have = store_quality(out)["transitions"]
-    if have != size:
-        raise config.ConfigError(f"{out} already holds a store of {have} transitions, not {size}: delete it or give "
-                                 f"another out")
-    _check_same_settings(job, out)
-    return "kept"
+    made = "recorded"
+    if store.is_store(out):
+        _check_same_settings(job, out)
+        have, target = _transitions_in(out)
+        if have == size:
+            return "kept"
+        if have > size or target != size:
+            raise config.ConfigError(f"{out} already holds a store of {have} transitions, not {size}: delete it or "
+                                     f"give another out")
+        shutil.rmtree(out)
+        made = f"re-recorded (a stopped run left {have})"
+    collect(dataclasses.replace(job, sizes=[], transitions=size, out=out))
+    return made
+
+
+def _transitions_in(out: str) -> tuple[int, int | None]:
+    """The transitions a store holds, and those its run was to record (None: not recorded by collect)."""
+    from robot_stack.recorder import EpisodeDataset
+
+    ds = EpisodeDataset(out, cache=False)
+    return ds.n_transitions() if len(ds) and ds.n_steps else 0, ds.meta.get("target_transitions")
 
 
 def _check_same_settings(job: CollectJob, out: str) -> None:
-    """A store is kept only if it was recorded with this job's task, sim options and noise."""
+    """A store is kept (or completed) only if it was recorded with this job's settings (``recorded_settings``)."""
     from robot_stack.recorder import EpisodeDataset
 
     meta = EpisodeDataset(out, cache=False).meta
-    want = {"task": job.task, "sim": dict(job.sim), "noise": job.noise}
-    diffs = [f"{k} {meta.get(k)!r} (here {v!r})" for k, v in want.items() if meta.get(k) != v]
+    diffs = [_difference(key, meta.get(key, MISSING), want) for key, want in recorded_settings(job).items()
+             if meta.get(key, MISSING) != want]
     if diffs:
         raise config.ConfigError(f"{out} already holds a store recorded with other settings: {'; '.join(diffs)}; "
                                  f"delete it or give another out")
+
+
+def _difference(key: str, had: Any, want: Any) -> str:
+    if had is MISSING:
+        return f"{key} not recorded (an older store; here {want!r})"
+    if isinstance(had, dict) and isinstance(want, dict):
+        return "; ".join(f"{key}.{k} {had.get(k)!r} (here {want.get(k)!r})" for k in sorted(set(had) | set(want))
+                         if had.get(k) != want.get(k))
+    return f"{key} {had!r} (here {want!r})"
 
 
 def write_quality(job: CollectJob, rows: list[dict[str, Any]]) -> dict[str, str]:
