@@ -111,3 +111,30 @@ def test_trainer_checks_name_the_problem(store_path, tmp_path):
         EpisodeDataset(nan).check()
     with pytest.raises(DatasetError, match="out of range"):
         EpisodeDataset(store_path, episodes=[7])
+
+
+def test_episode_stats_count_episodes_transitions_successes_and_returns(tmp_path):
+    path = tmp_path / "stats.zarr"
+    with EpisodeRecorder(path, OBS, ACT, {"task": "unit"}) as rec:
+        for seed, success in zip(range(4), (True, False, None, True), strict=True):
+            rec.start_episode({"seed": seed})
+            for obs, act, rew, info in crashtest.episode_steps(seed):
+                rec.add_step(obs, act, rew, info)
+            rec.end_episode(success)
+    ds = EpisodeDataset(path)
+    steps = [crashtest.episode_steps(s) for s in range(4)]
+    stats = ds.episode_stats()
+    assert (stats["episodes"], stats["steps"]) == (4, sum(map(len, steps)))
+    assert stats["transitions"] == ds.n_transitions() == len(ds.transitions()["action"])
+    assert (stats["successes"], stats["success_share"]) == (2, pytest.approx(2 / 3))  # the unlabelled one left out
+    returns = [sum(float(step[2]) for step in episode) for episode in steps]
+    assert stats["mean_return"] == pytest.approx(np.mean(returns), rel=1e-5)
+    assert stats["mean_length"] == pytest.approx(np.mean(list(map(len, steps))))
+    odd = ds.split(0.5, seed=0)[1].episode_stats()  # a view counts its own episodes
+    assert odd["episodes"] == 2 and odd["steps"] < stats["steps"]
+
+
+def test_episode_stats_of_an_empty_store(tmp_path):
+    EpisodeRecorder(tmp_path / "empty.zarr", OBS, ACT).close()
+    stats = EpisodeDataset(tmp_path / "empty.zarr").episode_stats()
+    assert (stats["episodes"], stats["transitions"], stats["success_share"]) == (0, 0, None)

@@ -18,11 +18,12 @@ def info(args: argparse.Namespace) -> int:
 
     ds = EpisodeDataset(args.path, cache=False)
     console = Console()
-    head = ds.header
-    success = [m.get("success") for m in ds.state.infos]
-    rate = np.mean([bool(s) for s in success if s is not None]) if any(s is not None for s in success) else None
-    console.print(f"[bold]{args.path}[/]: schema {head['schema_version']}, {len(ds)} episodes, {ds.n_steps} steps, "
-                  f"success {'n/a' if rate is None else f'{rate:.0%}'}, compressor {head.get('compressor')}")
+    head, stats = ds.header, ds.episode_stats()
+    rate = stats["success_share"]
+    console.print(f"[bold]{args.path}[/]: schema {head['schema_version']}, {stats['episodes']} episodes, "
+                  f"{stats['steps']} steps, {stats['transitions']} transitions, success "
+                  f"{'n/a' if rate is None else f'{rate:.0%}'}, mean return {stats['mean_return']:.2f}, "
+                  f"compressor {head.get('compressor')}")
     console.print(f"observation {head['obs_spec']}  action {head['action_spec']}")
     if head.get("meta"):
         console.print(f"store metadata: {head['meta']}")

@@ -24,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from robot_stack import config, provenance
 from robot_stack.jobs.collect import CollectJob, collect, recorded_settings
 
@@ -33,22 +31,14 @@ MISSING = object()  # a setting the store's metadata lacks (recorded before it w
 
 
 def store_quality(path: str | Path) -> dict[str, Any]:
-    """What an offline learner gets from a store: transitions (as it counts them), episodes, the share of successful
-    episodes, mean return and length per episode, and per noise level (when the episodes record one) the episodes and
-    successes."""
+    """What an offline learner gets from a store: ``EpisodeDataset.episode_stats`` (transitions as it counts them,
+    episodes, success share, mean return and length per episode), the episodes cut short, and per noise level
+    (when the episodes record one) the episodes and successes."""
     from robot_stack.recorder import EpisodeDataset
 
     ds = EpisodeDataset(path, cache=False)
     infos = [ds.episode_meta(int(i)) for i in ds.episode_ids]
-    ends = np.asarray(ds.state.ends[: ds.state.n_episodes], dtype=np.int64)
-    starts = np.concatenate([[0], ends[:-1]])
-    rewards = np.asarray(ds.group["data"]["reward"][: ds.state.n_steps], dtype=np.float64)
-    returns = np.add.reduceat(rewards, starts) if len(starts) else np.zeros(0)
-    successes = [bool(m.get("success")) for m in infos]
-    row = {"store": str(path), "transitions": ds.n_transitions(), "steps": int(ds.state.n_steps),
-           "episodes": len(infos), "successes": int(sum(successes)), "success_share": float(np.mean(successes)),
-           "mean_return": float(np.mean(returns)), "mean_length": float(np.mean(ends - starts)),
-           "cut_episodes": sum(bool(m.get("cut")) for m in infos)}
+    row = {"store": str(path), **ds.episode_stats(), "cut_episodes": sum(bool(m.get("cut")) for m in infos)}
     if infos and all("noise" in m for m in infos):
         row["by_noise"] = _by_noise(infos)
     return row
@@ -109,7 +99,7 @@ def _transitions_in(out: str) -> tuple[int, int | None]:
     from robot_stack.recorder import EpisodeDataset
 
     ds = EpisodeDataset(out, cache=False)
-    return ds.n_transitions() if len(ds) and ds.n_steps else 0, ds.meta.get("target_transitions")
+    return ds.episode_stats()["transitions"], ds.meta.get("target_transitions")
 
 
 def _check_same_settings(job: CollectJob, out: str) -> None:
@@ -168,7 +158,8 @@ def quality_table(rows: list[dict[str, Any]]) -> str:
              "successes / episodes | made | wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         mix = ", ".join(f"{k}: {v['successes']}/{v['episodes']}" for k, v in r.get("by_noise", {}).items()) or "-"
+        share = "n/a" if r["success_share"] is None else f"{r['success_share']:.2f}"
         lines.append(f"| {r['store']} | {r['transitions']} | {r['episodes']} ({r['cut_episodes']} cut) | "
-                     f"{r['success_share']:.2f} | {r['mean_return']:.2f} | {r['mean_length']:.1f} | {mix} | "
+                     f"{share} | {r['mean_return']:.2f} | {r['mean_length']:.1f} | {mix} | "
                      f"{r.get('made', '-')} | {r.get('wall_s', '-')} |")
     return "\n".join(lines) + "\n"

@@ -101,6 +101,20 @@ class EpisodeDataset:
     def episode_meta(self, index: int) -> dict[str, Any]:
         return dict(self.state.infos[index])
 
+    def episode_stats(self) -> dict[str, Any]:
+        """What the view's episodes hold: episodes, steps, transitions (as ``transitions()`` counts them), the
+        episodes recorded as successful and their share of those with a success label (None when no episode has
+        one), and the mean return and length per episode (NaN without episodes)."""
+        bounds = [self._bounds(int(i)) for i in self.episode_ids]
+        labels = [self.episode_meta(int(i)).get("success") for i in self.episode_ids]
+        known = [bool(x) for x in labels if x is not None]
+        returns = [float(np.sum(self._read("reward", slice(a, b)))) for a, b in bounds]
+        return {"episodes": len(bounds), "steps": int(sum(b - a for a, b in bounds)),
+                "transitions": self.n_transitions() if bounds else 0, "successes": sum(known),
+                "success_share": float(np.mean(known)) if known else None,
+                "mean_return": float(np.mean(returns)) if bounds else float("nan"),
+                "mean_length": float(np.mean([b - a for a, b in bounds])) if bounds else float("nan")}
+
     def fingerprint(self) -> str:
         """A hash of what the store holds (all its committed episodes, whatever the view): header, episode ends and
         metadata, and every step of the arrays training reads. A store recorded again gets another one (episodes
