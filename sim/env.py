@@ -207,6 +207,11 @@ class ManipulationEnv(gym.Env):
         yaw = 2.0 * math.atan2(quat[3], quat[0])
         return np.array(pos) - self.frame_origin, yaw
 
+    def box_size(self, name: str) -> np.ndarray:
+        """Edge lengths x, y, z (metres) of a box object (cube, cubeA, cubeB) as this scene built it: robosuite
+        draws them when it builds the model (``UNSEEDED_SCENE_SEED``)."""
+        return 2.0 * np.asarray(getattr(self._rs, name).size, dtype=float)
+
     def layout(self) -> dict[str, tuple[float, float, float]]:
         """{object: (x, y, yaw)} of the movable/placeable objects, stack frame."""
         out = {}

@@ -17,7 +17,7 @@ import pytest
 
 from robot_stack import config
 from robot_stack.config import ConfigError
-from robot_stack.jobs.demo import QUICK, TASK_SIZES, Demo, demo_config, finetune_config, train_config
+from robot_stack.jobs.demo import QUICK, Demo, DemoConfig, demo_config, finetune_config, train_config
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.recorder.validate import validate
 
@@ -51,11 +51,11 @@ def _check_png(path: Path) -> None:
 
 def test_demo_config_takes_the_task_sizes_then_quick_then_overrides(tmp_path):
     lift = demo_config("lift", False, ["env_steps=1000", "train.sac.lr=3e-4"])
-    assert lift.env_steps == 1000 and lift.eval_episodes == TASK_SIZES["lift"]["eval_episodes"]
+    assert lift.env_steps == 1000 and lift.eval_episodes == DemoConfig.eval_episodes
     train = train_config(lift, tmp_path / "train")
     assert train.task == "lift" and train.total_steps == 1000 and train.sac.lr == 3e-4
     assert train.env["view"] == "gripper" and train.network["family"] == "relaxed"  # launch/train_lift.yaml
-    assert train.sac.bc_pretrain_updates == TASK_SIZES["lift"]["bc_pretrain_updates"]
+    assert train.sac.bc_pretrain_updates == DemoConfig.bc_pretrain_updates
     assert not train.resume and train.checkpoint_every > train.total_steps and train.out_dir == str(tmp_path / "train")
     assert demo_config("push", True, ["robot_episodes=7"]).env_steps == QUICK["env_steps"]
     for task, overrides in (("door", []), ("push", ["robot_episodes=0"]), ("push", ["train.no_such_key=1"])):

@@ -238,3 +238,10 @@ def test_launch_sim_configs_load(task):
     assert (cfg.horizon, cfg.dpos) == (TASK_DEFAULTS[task].horizon, TASK_DEFAULTS[task].dpos)
     assert cfg.variant == "gravity_tilt"
     assert cfg.physics_timestep == SimConfig().physics_timestep  # the launch files keep the default substeps
+
+
+def test_box_size_is_the_cube_the_scene_built(reach_env):
+    base = reach_env.unwrapped
+    size = base.box_size("cube")
+    geom = mujoco.mj_name2id(base._model, mujoco.mjtObj.mjOBJ_GEOM, "cube_g0")
+    assert np.allclose(size, 2 * base._model.geom_size[geom]) and np.all((size >= 0.04) & (size <= 0.044))

@@ -28,34 +28,26 @@ if TYPE_CHECKING:  # train imports torch, which this module loads without
     from robot_stack.jobs.train import TrainProgress
 
 DEMO_TASKS = ("push", "lift")
-SIZES = ("env_steps", "expert_episodes", "bc_pretrain_updates", "eval_every", "eval_episodes", "collect_episodes",
-         "robot_episodes", "finetune_steps")
-# Sized so the default run (push) ends within 10 minutes on 2 CPU cores: docs/results/demo.md has the timings.
-TASK_SIZES: dict[str, dict[str, int]] = {
-    "push": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 625,
-             "eval_episodes": 25, "collect_episodes": 25, "robot_episodes": 20, "finetune_steps": 300},
-    "lift": {"env_steps": 2500, "expert_episodes": 20, "bc_pretrain_updates": 3000, "eval_every": 625,
-             "eval_episodes": 25, "collect_episodes": 25, "robot_episodes": 20, "finetune_steps": 300},
-}
 QUICK = {"env_steps": 300, "expert_episodes": 5, "bc_pretrain_updates": 200, "eval_every": 150, "eval_episodes": 5,
          "collect_episodes": 5, "robot_episodes": 3, "finetune_steps": 40}
+SIZES = tuple(QUICK)  # the size fields of DemoConfig
 SEED_OFFSETS = {"collect": 30_000, "robot": 20_000}  # away from the train job's expert and eval seeds
 STRIP_FRAMES = 6
-CUBE_SIZE_M = 0.042  # the push and lift cube's edge (robosuite draws 4.0-4.4 cm)
 
 
 @dataclass
 class DemoConfig:
     task: str = "push"
-    # the sizes; None: the task's (TASK_SIZES)
-    env_steps: int | None = None  # online SAC environment steps
-    expert_episodes: int | None = None  # successful scripted demonstrations in SAC's buffer
-    bc_pretrain_updates: int | None = None  # behaviour-cloning updates of the actor before SAC
-    eval_every: int | None = None  # env steps between evaluations
-    eval_episodes: int | None = None  # per evaluation, on the train job's fixed eval layouts
-    collect_episodes: int | None = None  # scripted-expert episodes recorded: the expert line, and fine-tuning data
-    robot_episodes: int | None = None  # sim robot episodes through the policy server
-    finetune_steps: int | None = None  # IQL updates on the recorded episodes
+    # the sizes, one set for push and lift; --quick puts QUICK over them.
+    # Sized so the default run (push) ends within 10 minutes on 2 CPU cores: docs/results/demo.md has the timings.
+    env_steps: int = 2500  # online SAC environment steps
+    expert_episodes: int = 20  # successful scripted demonstrations in SAC's buffer
+    bc_pretrain_updates: int = 3000  # behaviour-cloning updates of the actor before SAC
+    eval_every: int = 625  # env steps between evaluations
+    eval_episodes: int = 25  # per evaluation, on the train job's fixed eval layouts
+    collect_episodes: int = 25  # scripted-expert episodes recorded: the expert line, and fine-tuning data
+    robot_episodes: int = 20  # sim robot episodes through the policy server
+    finetune_steps: int = 300  # IQL updates on the recorded episodes
     rate_hz: float = 20.0  # control loop rate of the robot run (the sim's control period is 50 ms)
     seed: int = 0
     train: dict[str, Any] = field(default_factory=dict)  # more overrides of launch/train_<task>.yaml, e.g. sac.lr
@@ -65,8 +57,6 @@ class DemoConfig:
     def __post_init__(self) -> None:
         config.check_choice("task", self.task, DEMO_TASKS)
         for key in SIZES:
-            if getattr(self, key) is None:
-                setattr(self, key, TASK_SIZES[self.task][key])
             least = 0 if key == "bc_pretrain_updates" else 1
             if getattr(self, key) < least:
                 raise config.ConfigError(f"{key}: must be at least {least}, got {getattr(self, key)}")
@@ -74,7 +64,7 @@ class DemoConfig:
 
 
 def demo_config(task: str, quick: bool, overrides: list[str]) -> DemoConfig:
-    """The command's config: the task's sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides.
+    """The command's config: the default sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides.
 
     The training config it implies is built too, so a bad ``train.*`` override fails here, before anything runs."""
     cfg = config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
@@ -468,6 +458,7 @@ class Demo:
             frames, drift = replay_frames(env, ep, STRIP_FRAMES)
             hm_spec = env.unwrapped.heightmap_spec
             dpos = env.unwrapped.action_spec.dpos
+            cube = env.unwrapped.box_size("cube")
         finally:
             env.close()
         self.report["strip"] = {"episode": index, "success": bool(ep.meta.get("success")), "drift_m": drift}
@@ -475,8 +466,10 @@ class Demo:
         bounds = (ws.x_min - 0.02, ws.x_max + 0.02, ws.y_min - 0.02, ws.y_max + 0.02)
         title = (f"{self.cfg.task}, robot episode {index} through the server "
                  f"({len(ep)} steps; arrow: commanded (dx, dy) at 2x scale)")
+        # the strip draws a square: the mean of the scene's cube edges in x and y (drawn 4.0-4.4 cm each)
+        cube_edge = float(np.mean(cube[:2]))
         return episode_strip(self.out / "episode_strip.png", frames, title, bounds, 2 * dpos, PUSH_SUCCESS_RADIUS,
-                             CUBE_SIZE_M)
+                             cube_edge)
 
     def _save_json(self) -> None:
         data = dict(self.report)
