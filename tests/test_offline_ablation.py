@@ -3,6 +3,8 @@ the offline job and from a sweep's ``ACTOR+CRITIC`` family."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,7 @@ from test_offline_job import record_toy, toy_env_spec
 from policies.checkpoint import read_checkpoint
 from policies.core import Batch
 from policies.data import load_datasets
-from policies.networks import NetworkError, transform_actions, transform_images
+from policies.networks import NetworkConfig, NetworkError, transform_actions, transform_images
 from policies.registry import build_algorithm
 from robot_stack import config
 from robot_stack.jobs.offline import OfflineJob, augments, load_init, run_job
@@ -56,18 +58,35 @@ def test_a_sweep_family_names_actor_and_critic_and_the_checkpoint_rebuilds_both(
     base = {"task": "toy_reach", "env": {"heightmap_size": SIZE}, "network": SMALL, "datasets": [str(store)],
             "algo": "cql", "steps": 2, "batch_size": 8, "eval_episodes": 0, "progress": False, "export": False,
             "out_dir": str(tmp_path)}
-    job = config.build(OfflineJob, config.apply_overrides(base, family_overrides("exact+cnn")))
-    assert (job.network["family"], job.network["critic_family"]) == ("exact", "cnn")
+    job = config.build(OfflineJob, config.apply_overrides(base, family_overrides("exact+cnn_aug")))
+    assert (job.network["family"], job.network["critic_family"]) == ("exact", "cnn_aug")
     summary = run_job(job)
     path = f"{summary['out_dir']}/checkpoint.pt"
     saved = read_checkpoint(path).network
-    assert (saved.family, saved.critic_family) == ("exact", "cnn")
+    assert (saved.family, saved.critic_family) == ("exact", "cnn_aug")
     _, spec = toy_env_spec(SIZE, job.network)
     again = build_algorithm("cql", spec, saved, {}, "cpu")  # what --init does with it
     assert load_init(again, path, spec) == ["actor", "critic"]
-    assert {h.family for h in again.critic.heads} == {"cnn"}
+    assert {h.family for h in again.critic.heads} == {"cnn_aug"}
     plain = config.build(OfflineJob, config.apply_overrides(base, family_overrides("cnn")))
-    assert plain.network["critic_family"] == "cnn"
+    assert plain.network["critic_family"] == ""
+
+
+def test_a_critic_family_equal_to_the_actor_is_the_same_network():
+    assert NetworkConfig(family="exact", critic_family="exact") == NetworkConfig(family="exact")
+    assert NetworkConfig(family="exact", critic_family="exact").critic_family == ""
+    assert NetworkConfig(family="exact", critic_family="cnn").critic_family == "cnn"
+    spelled = OfflineJob(task="toy_reach", network={"family": "exact", "critic_family": "exact"})
+    assert config.to_dict(spelled) == config.to_dict(OfflineJob(task="toy_reach", network={"family": "exact",
+                                                                                            "critic_family": ""}))
+
+
+@pytest.mark.parametrize("family, named", [("exact+cnn", "exact+cnn_aug"), ("cnn+relaxed", "cnn_aug+relaxed")])
+def test_a_bare_cnn_in_an_actor_critic_pair_is_refused_naming_cnn_aug(family, named):
+    with pytest.raises(config.ConfigError, match=f"write '{re.escape(named)}'") as err:
+        family_overrides(family)
+    assert "\n" not in str(err.value)
+    assert family_overrides("cnn+cnn") == family_overrides("cnn") == ["network.family=cnn", "network.critic_family="]
 
 
 def test_batches_are_turned_unless_every_network_is_the_plain_cnn():

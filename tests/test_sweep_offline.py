@@ -57,6 +57,8 @@ def test_bad_datasets_and_keys_fail_before_ray(tmp_path, stores, no_ray, capsys)
         run_sweep(sweep(tmp_path, [str(stores[0])], overrides={**TINY, "stepz": 3}))
     with pytest.raises(config.ConfigError, match="algos"):
         sweep(tmp_path, [str(stores[0])], algos=["sac"])
+    with pytest.raises(config.ConfigError, match="sweep family 'exact\\+cnn'.*write 'exact\\+cnn_aug'"):
+        sweep(tmp_path, [str(stores[0])], families=["cnn", "exact+cnn"])
     with pytest.raises(config.ConfigError, match="needs datasets"):
         sweep(tmp_path, [])
     with pytest.raises(config.ConfigError, match="job: offline only"):

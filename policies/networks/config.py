@@ -58,6 +58,8 @@ class NetworkConfig:
         if self.critic_family and self.critic_family not in FAMILIES:
             raise NetworkError(f"unknown critic_family {self.critic_family!r}; valid families: {', '.join(FAMILIES)} "
                                f"(or empty: the actor's)")
+        if self.critic_family == self.family:
+            self.critic_family = ""  # one spelling of "the actor's family", so that equal networks compare equal
         try:
             Group.parse(self.group)
         except GroupError as exc:

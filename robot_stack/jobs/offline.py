@@ -52,7 +52,9 @@ class OfflineJob:
 
     def __post_init__(self) -> None:
         sim.env_config(self.task, self.env)
-        config.build(NetworkConfig, dict(self.network), "network")
+        net = config.build(NetworkConfig, dict(self.network), "network")
+        if "critic_family" in self.network:
+            self.network = {**self.network, "critic_family": net.critic_family}
         for name in ("cql", "iql", "bc"):
             algorithm_config(name, getattr(self, name))
 

@@ -8,7 +8,7 @@ A sweep file for an offline grid (every other key as in ``robot_stack.jobs.sweep
     base: offline_lift        # the offline launch file every trial starts from
     overrides: {steps: 100000}
     algos: [cql, iql, bc]
-    families: [relaxed, exact, cnn, exact+cnn]   # ACTOR+CRITIC: an actor and a critic of different families
+    families: [relaxed, exact, cnn, exact+cnn_aug]   # ACTOR+CRITIC: an actor and a critic of different families
     datasets:                 # zarr stores; each is labelled by its transition count ...
       - runs/datasets/lift_100.zarr
       - {name: expert, path: runs/datasets/lift_expert.zarr}   # ... or by the name given
@@ -71,18 +71,24 @@ def check_base(cfg: SweepConfig) -> None:
     from robot_stack.jobs.offline import OfflineJob
 
     base = base_config(cfg)
+    overrides = [family_overrides(family) for family in cfg.families]
     try:
-        for family in cfg.families:
-            config.build(OfflineJob, config.apply_overrides(base, family_overrides(family)))
+        for extra in overrides:
+            config.build(OfflineJob, config.apply_overrides(base, extra))
     except config.ConfigError as exc:
         raise SweepError(f"sweep base {cfg.base!r} with its overrides: {exc}") from exc
 
 
 def family_overrides(family: str) -> list[str]:
-    """A sweep family is one network family for actor and critic, or ``ACTOR+CRITIC`` (e.g. ``exact+cnn``: an
-    equivariant actor with a plain critic) for the actor/critic ablation."""
+    """A sweep family is one network family for actor and critic, or ``ACTOR+CRITIC`` (e.g. ``exact+cnn_aug``: an
+    equivariant actor with a plain critic) for the actor/critic ablation. Such a pair trains on turned batches
+    (``jobs.offline.augments``), so a plain half is ``cnn_aug``: a bare ``cnn`` there is refused."""
     actor, _, critic = family.partition("+")
-    return [f"network.family={actor}", f"network.critic_family={critic or actor}"]
+    if critic and critic != actor and "cnn" in (actor, critic):
+        named = "+".join("cnn_aug" if f == "cnn" else f for f in (actor, critic))
+        raise SweepError(f"sweep family {family!r}: a pair's batches are turned, so its plain cnn half would be "
+                         f"cnn_aug; write {named!r}")
+    return [f"network.family={actor}", f"network.critic_family={'' if critic == actor else critic}"]
 
 
 def read_datasets(entries: list[Any], specs: tuple[Any, Any] | None = None) -> list[Dataset]:
