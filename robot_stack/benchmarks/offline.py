@@ -18,6 +18,7 @@ of an untrained policy, which run to the horizon: an upper bound). ``size`` and 
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 import time
 from pathlib import Path
@@ -150,8 +151,8 @@ def bench_launch(report: BenchReport, opts: dict[str, Any], quick: bool) -> None
 
 def _bench_family(report: BenchReport, job: Any, env: Any, family: str, algos: list[str], device: Any, steps: int,
                   episodes: int) -> None:
-    """Batch sampling (turned unless the family is the plain cnn), each algorithm's update, and evaluation episodes
-    of the family's actor."""
+    """Batch sampling (turned as the offline job turns them: ``jobs.offline.augments``), each algorithm's update,
+    and evaluation episodes of the family's actor."""
     import torch
 
     import sim
@@ -159,13 +160,14 @@ def _bench_family(report: BenchReport, job: Any, env: Any, family: str, algos: l
     from policies.data import TransitionArrays
     from policies.registry import build_algorithm
     from robot_stack.jobs.evaluation import evaluate, torch_policy
+    from robot_stack.jobs.offline import augments
     from robot_stack.symmetry import Group
 
     rng = np.random.default_rng(0)
-    net = {**job.network, "family": family, "critic_family": family}
+    net = {**job.network, "family": family, "critic_family": ""}
     spec = sim.policy_spec(env, net.get("group", "C8"), family)
     data = TransitionArrays(_random_arrays(spec, 4 * job.batch_size, rng))
-    group = None if family == "cnn" else Group.parse(spec.group)
+    group = Group.parse(spec.group) if augments(dataclasses.replace(job, network=net), spec) else None
     c0 = time.process_time()
     for _ in range(SAMPLES):
         data.sample(job.batch_size, rng, group)
