@@ -57,10 +57,14 @@ def finger_mask(spec: HeightmapSpec, closure: float, yaw: float) -> np.ndarray:
     return (np.abs(along - half_gap) <= foot.finger_thickness / 2) & (across <= foot.finger_width / 2)
 
 
+def ee_height(state: ArmState, spec: HeightmapSpec) -> float:
+    """The ee's height above the table (metres)."""
+    return float(np.asarray(state.ee_pos)[2]) - spec.workspace.z_min
+
+
 def gripper_image(heights: np.ndarray, state: ArmState, spec: HeightmapSpec) -> np.ndarray:
     """Absolute heights [S, S] of a map centred on the ee -> float32[2, S, S] (see the module docstring)."""
-    ee_height = float(np.asarray(state.ee_pos)[2]) - spec.workspace.z_min
-    relative = np.asarray(heights, dtype=np.float32) - np.float32(ee_height)
+    relative = np.asarray(heights, dtype=np.float32) - np.float32(ee_height(state, spec))
     mask = finger_mask(spec, state.gripper, state.ee_yaw)
     relative[mask] = np.maximum(relative[mask], 0.0)
     low, high = spec.value_range
@@ -72,7 +76,7 @@ def gripper_image(heights: np.ndarray, state: ArmState, spec: HeightmapSpec) -> 
 
 def gripper_vector(state: ArmState, spec: HeightmapSpec) -> np.ndarray:
     """float32[2]: gripper closure and the ee height over the box's height, each clipped to [0, 1]."""
-    height = (float(np.asarray(state.ee_pos)[2]) - spec.workspace.z_min) / spec.max_height
+    height = ee_height(state, spec) / spec.max_height
     return np.clip(np.array([state.gripper, height], dtype=np.float32), 0.0, 1.0)
 
 
@@ -81,6 +85,13 @@ def heightmap_image(heights: np.ndarray, state: ArmState, spec: HeightmapSpec) -
     if spec.gripper_centred:
         return gripper_image(heights, state, spec)
     return np.asarray(heights, dtype=np.float32)[None]
+
+
+def heights_above_table(image: np.ndarray, state: ArmState, spec: HeightmapSpec) -> np.ndarray:
+    """Channel 0 of a ``heightmap`` field [C, S, S] in metres above the table: ``heightmap_image``'s heights back,
+    as clipped to ``spec.value_range`` and with the gripper view's finger pads drawn in."""
+    heights = np.asarray(image[0], dtype=np.float32)
+    return heights + np.float32(ee_height(state, spec)) if spec.gripper_centred else heights
 
 
 def view_center(state: ArmState, spec: HeightmapSpec) -> tuple[float, float] | None:

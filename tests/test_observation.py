@@ -12,6 +12,8 @@ from robot_stack.observation import (
     arm_vector,
     cell_offsets,
     finger_mask,
+    heightmap_image,
+    heights_above_table,
 )
 from robot_stack.perception import HeightmapProjector
 from robot_stack.perception.synthetic import Box, Scene
@@ -141,6 +143,17 @@ def test_arm_vector_round_trip():
     back = arm_state_from(v)
     np.testing.assert_allclose(back.ee_pos, EE, atol=1e-6)
     assert back.ee_yaw == pytest.approx(1.2) and back.gripper == pytest.approx(0.7)
+
+
+def test_heights_above_table_inverts_the_observation_outside_the_fingers():
+    heights = np.random.default_rng(0).uniform(0.0, 0.1, (64, 64)).astype(np.float32)
+    s = state()
+    back = heights_above_table(heightmap_image(heights, s, GRIPPER_VIEW), s, GRIPPER_VIEW)
+    fingers = finger_mask(GRIPPER_VIEW, s.gripper, s.ee_yaw)
+    np.testing.assert_allclose(back[~fingers], heights[~fingers], atol=1e-6)
+    np.testing.assert_allclose(back[fingers], np.maximum(heights[fingers], EE[2]), atol=1e-6)  # pads at the ee
+    flat = HeightmapSpec(64, WORKSPACE)
+    np.testing.assert_array_equal(heights_above_table(heightmap_image(heights, s, flat), s, flat), heights)
 
 
 def test_builder_refuses_an_observation_spec_of_another_view():

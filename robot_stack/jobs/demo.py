@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from robot_stack import config, provenance
+from robot_stack.devices import ArmState
 from robot_stack.plotting import StripFrame, episode_strip, latency_histogram, learning_curve, weight_grid
 from robot_stack.runtime.control import LoopConfig
 
@@ -481,30 +482,32 @@ class Demo:
 def replay_frames(env: Any, ep: Any, count: int) -> tuple[list[StripFrame], float]:
     """``count`` evenly spaced steps of recorded episode ``ep``, replayed in ``env`` from its seed, layout and
     actions (the recording holds the gripper, not the objects), and the largest gripper x/y gap to the recording."""
-    from robot_stack.observation import arm_state_from, view_center
+    from robot_stack.observation import arm_state_from
 
     base = env.unwrapped
     layout = {k: tuple(v) for k, v in ep.meta["layout"].items()} if ep.meta.get("layout") else None
     env.reset(seed=int(ep.meta["seed"]), options={"layout": layout} if layout else None)
     picks = set(np.linspace(0, len(ep) - 1, num=min(count, len(ep))).astype(int).tolist())
-    frames, drift, half = [], 0.0, base.heightmap_spec.extent / 2
+    frames, drift = [], 0.0
     for t in range(len(ep)):
-        arm = np.asarray(ep.extras["arm"][t], dtype=float)
-        drift = max(drift, float(np.linalg.norm(base.ee_position()[:2] - arm[:2])))
+        state = arm_state_from(ep.extras["arm"][t])
+        drift = max(drift, float(np.linalg.norm(base.ee_position()[:2] - state.ee_pos[:2])))
         if t in picks:
-            cx, cy = view_center(arm_state_from(arm), base.heightmap_spec) or base.heightmap_spec.workspace.center[:2]
-            objects = {name: (x, y, yaw) for name, (x, y, yaw) in base.layout().items()}
-            frames.append(StripFrame(t, heights_above_table(ep.obs["heightmap"][t], arm, base.heightmap_spec),
-                                     (cx - half, cx + half, cy - half, cy + half), (arm[0], arm[1], arm[3], arm[4]),
-                                     objects, np.asarray(ep.action[t]), bool(ep.reward[t] > 0)))
+            frames.append(strip_frame(base, ep, t, state))
         env.step(ep.action[t])
     return frames, drift
 
 
-def heights_above_table(heightmap: np.ndarray, arm: np.ndarray, spec: Any) -> np.ndarray:
-    """Channel 0 of an observation in metres above the table (the gripper view holds heights relative to the ee)."""
-    heights = np.asarray(heightmap[0], dtype=np.float32)
-    return heights + (arm[2] - spec.workspace.z_min) if spec.gripper_centred else heights
+def strip_frame(base: Any, ep: Any, t: int, state: ArmState) -> StripFrame:
+    """Step ``t`` of ``ep`` as the strip draws it, with the objects where the replaying env ``base`` has them."""
+    from robot_stack.observation import heights_above_table, view_center
+
+    spec, half = base.heightmap_spec, base.heightmap_spec.extent / 2
+    cx, cy = view_center(state, spec) or spec.workspace.center[:2]
+    x, y = (float(v) for v in state.ee_pos[:2])
+    return StripFrame(t, heights_above_table(ep.obs["heightmap"][t], state, spec),
+                      (cx - half, cx + half, cy - half, cy + half), (x, y, state.ee_yaw, state.gripper),
+                      base.layout(), np.asarray(ep.action[t]), bool(ep.reward[t] > 0))
 
 
 def _eval_at_end(evals: list[dict[str, float]], episodes: int) -> dict[str, Any]:
