@@ -17,7 +17,7 @@ import pytest
 
 from robot_stack import config
 from robot_stack.config import ConfigError
-from robot_stack.jobs.demo import QUICK, Demo, DemoConfig, demo_config, finetune_config, train_config
+from robot_stack.jobs.demo import DEMO_TASKS, QUICK, SIZES, Demo, DemoConfig, demo_config, finetune_config, train_config
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.recorder.validate import validate
 
@@ -49,7 +49,7 @@ def _check_png(path: Path) -> None:
     assert float(np.std(image[..., :3])) > 5.0, f"{path} is (nearly) blank"
 
 
-def test_demo_config_takes_the_task_sizes_then_quick_then_overrides(tmp_path):
+def test_demo_config_takes_the_default_sizes_then_quick_then_overrides(tmp_path):
     lift = demo_config("lift", False, ["env_steps=1000", "train.sac.lr=3e-4"])
     assert lift.env_steps == 1000 and lift.eval_episodes == DemoConfig.eval_episodes
     train = train_config(lift, tmp_path / "train")
@@ -61,6 +61,19 @@ def test_demo_config_takes_the_task_sizes_then_quick_then_overrides(tmp_path):
     for task, overrides in (("door", []), ("push", ["robot_episodes=0"]), ("push", ["train.no_such_key=1"])):
         with pytest.raises(ConfigError):
             train_config(demo_config(task, False, overrides), tmp_path)
+
+
+@pytest.mark.parametrize("task", DEMO_TASKS)
+@pytest.mark.parametrize("quick", [False, True], ids=["default", "quick"])
+def test_the_default_and_quick_sizes_build_for_every_task(task, quick, tmp_path):
+    demo = Demo(demo_config(task, quick, [f"out={tmp_path}"]))
+    cfg, train, job = demo.cfg, demo.train_cfg, demo.finetune_cfg
+    sizes = QUICK if quick else {key: getattr(DemoConfig, key) for key in SIZES}
+    assert {key: getattr(cfg, key) for key in SIZES} == sizes
+    assert (train.task, train.total_steps, train.expert_episodes, train.eval_every, train.eval_episodes) == \
+        (task, cfg.env_steps, cfg.expert_episodes, cfg.eval_every, cfg.eval_episodes)
+    assert train.sac.bc_pretrain_updates == cfg.bc_pretrain_updates and job.task == task
+    assert job.steps == cfg.finetune_steps and job.init == str(tmp_path / "train" / "checkpoint.pt")
 
 
 def test_finetune_is_the_offline_launch_file_at_the_demo_size(tmp_path):
