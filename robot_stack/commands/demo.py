@@ -14,7 +14,7 @@ HELP = "the stack end to end in sim: demos, online SAC, export, serve, run, reco
 DESCRIPTION = HELP + """
 
 Every number in the report comes from this run. Examples:
-  robot-stack demo                      # push, about 10 minutes on 2 CPU cores (docs/results/demo.md)
+  robot-stack demo                      # push; its measured wall time on 2 CPU cores: docs/results/demo.md
   robot-stack demo --task lift          # the same on lift
   robot-stack demo --quick              # a few minutes: small sizes, a smoke test of every stage
   robot-stack demo out=runs/my_demo env_steps=5000 train.sac.lr=3e-4
