@@ -31,7 +31,8 @@ the next one of its episode, and an episode's last step counts only if it is ter
 episode is cut short to land on N (its metadata has cut: true); the store must be new.
 
 sizes: [N1, N2, ...] records one store per size, each as with transitions: N (out names
-{transitions}); an existing store of exactly that size and the same settings is kept. Each
+{transitions}); an existing store of exactly that size and the same settings is kept, one of the
+same settings that a stopped run left short is recorded again, any other is refused. Each
 store's quality (transitions, episodes, success share, mean return, successes per noise std) is
 printed and written beside the stores as <task>_datasets.md and .json. Episode i of every store
 is the same, so a smaller store holds the first episodes of a larger one."""
