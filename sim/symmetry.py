@@ -48,8 +48,10 @@ TRACKED = {"push": "cube", "lift": "cube", "stack": "cubeA", "reach": None}
 
 
 def check_gap_task(task: str) -> None:
+    from robot_stack.config import ConfigError
+
     if task not in TRACKED:
-        raise ValueError(f"symmetry gaps need a task whose layout turns with the scene and whose expert reads only "
+        raise ConfigError(f"symmetry gaps need a task whose layout turns with the scene and whose expert reads only "
                          f"positions: {list(TRACKED)}, not {task!r}")
 
 

@@ -109,7 +109,7 @@ def symmetry(args: argparse.Namespace) -> int:
 def symmetry_gap(args: argparse.Namespace) -> int:
     from robot_stack.jobs import symmetry as job
 
-    variants, strengths = job.parse_variants(args.variants), job.parse_strengths(args.strengths)
+    variants, strengths = job.parse_variants(args.variants, args.path), job.parse_strengths(args.strengths)
     rows = job.gap_rows(args.path, variants, strengths, args.layouts, args.episodes, args.seed, args.group)
     print(job.format_gap_table(rows))
     paths = job.write_gap_table(rows, args.out or f"runs/symmetry_gap_{args.path}")

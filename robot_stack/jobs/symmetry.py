@@ -57,11 +57,13 @@ def parse_strengths(text: str) -> list[float]:
     return values
 
 
-def parse_variants(text: str | None) -> list[str]:
-    """'world_goal,wall' -> the list; None -> every variant. Unknown names are a ConfigError listing the valid."""
-    from sim.variants import VARIANTS
+def parse_variants(text: str | None, task: str) -> list[str]:
+    """'world_goal,wall' -> the list; None -> every variant ``task`` has (world_goal only where there is a goal pad).
+    Unknown names are a ConfigError listing the valid."""
+    from sim.variants import GOAL_TASKS, VARIANTS
 
-    names = list(VARIANTS) if not text else [v.strip() for v in text.split(",") if v.strip()]
+    every = [v for v in VARIANTS if v != "world_goal" or task in GOAL_TASKS]
+    names = every if not text else [v.strip() for v in text.split(",") if v.strip()]
     bad = [v for v in names if v not in VARIANTS]
     if bad or not names:
         raise ConfigError(f"--variants: {bad or text!r} not valid; valid variants: {list(VARIANTS)}")
@@ -72,6 +74,9 @@ def gap_rows(task: str, variants: list[str], strengths: list[float], layouts: in
              group: str = "C4", progress: bool = True, **sim_cfg: Any) -> list[dict[str, Any]]:
     """One row per (variant, strength) of ``sim.symmetry.variant_gaps``; ``none`` once, at strength 0."""
     from sim.symmetry import check_gap_task, variant_gaps
+
+    if layouts < 1 or episodes < 1:
+        raise ConfigError(f"--layouts and --episodes must be at least 1, got {layouts} and {episodes}")
     from sim.variants import check_task
 
     check_gap_task(task)
