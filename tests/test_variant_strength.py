@@ -100,8 +100,23 @@ def test_symmetry_gap_command_writes_the_table(tmp_path, capsys):
     (["--strengths", "nan"], "--strengths: nan is not in [0, 1]"),
     (["--variants", "tilted"], "--variants: ['tilted'] not valid; valid variants: ['none'"),
     (["--variants", "world_goal"], "variant: 'world_goal' offsets a visible goal pad"),
+    (["--variants", "none", "--layouts", "0"], "--layouts and --episodes must be at least 1"),
+    (["--variants", "none", "--episodes", "0"], "--layouts and --episodes must be at least 1"),
 ])
 def test_symmetry_gap_bad_input_is_one_line(args, message, capsys):
     assert main(["data", "symmetry-gap", "lift", *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
+
+
+def test_symmetry_gap_of_a_task_without_gaps_is_one_line(capsys):
+    assert main(["data", "symmetry-gap", "door"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "not 'door'" in err, err
+
+
+def test_symmetry_gap_variants_default_to_those_the_task_has():
+    from robot_stack.jobs.symmetry import parse_variants
+
+    assert "world_goal" not in parse_variants(None, "lift") and "world_goal" in parse_variants(None, "push")
+
