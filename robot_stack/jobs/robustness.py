@@ -184,7 +184,9 @@ def wilson(successes: int, n: int, z: float = Z95) -> tuple[float, float]:
 
 
 def evaluate_level(subject: Subject, level: Level, episodes: int) -> dict[str, Any]:
-    env = sim.make_env(subject.task, **subject.env, depth_noise_std=level.noise, depth_dropout=level.dropout)
+    # a policy trained under noise is still evaluated at each level's noise, not its training noise
+    clean = {k: v for k, v in subject.env.items() if k not in NOISE_KEYS}
+    env = sim.make_env(subject.task, **clean, depth_noise_std=level.noise, depth_dropout=level.dropout)
     start = time.perf_counter()
     try:
         scores = evaluate(subject.act, env, episodes, subject.seed)
