@@ -9,14 +9,12 @@ or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead
 
 from __future__ import annotations
 
-import csv
 import sys
 from pathlib import Path
 
-from robot_stack.jobs.sweep import plot_learning_curves
+from robot_stack.jobs.sweep import CSV_FIELDS, plot_learning_curves, read_results
 from robot_stack.jobs.train import read_checkpoint
-
-FIELDS = ["family", "variant", "seed", "step", "success_rate", "return"]
+from robot_stack.tables import write_rows
 
 
 def run_rows(run: Path) -> list[dict]:
@@ -28,9 +26,7 @@ def run_rows(run: Path) -> list[dict]:
 
 
 def csv_rows(path: Path, family: str | None, variant: str | None) -> list[dict]:
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    return [{k: r[k] for k in FIELDS} for r in rows
+    return [{k: r[k] for k in CSV_FIELDS} for r in read_results(path)
             if (family is None or r["family"] == family) and (variant is None or r["variant"] == variant)]
 
 
@@ -47,10 +43,7 @@ def source_rows(source: str) -> list[dict]:
 def main(prefix: str, sources: list[str]) -> None:
     rows = [row for source in sources for row in source_rows(source)]
     csv_path, png_path = Path(prefix + ".csv"), Path(prefix + ".png")
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(csv_path, rows, CSV_FIELDS)
     plot_learning_curves(csv_path, png_path)
     print(f"wrote {csv_path} ({len(rows)} rows) and {png_path}")
 
