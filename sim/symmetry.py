@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from robot_stack.config import ConfigError
 from robot_stack.symmetry import Group, GroupElement, act_on_action, act_on_image, act_on_points
 
 
@@ -48,8 +49,6 @@ TRACKED = {"push": "cube", "lift": "cube", "stack": "cubeA", "reach": None}
 
 
 def check_gap_task(task: str) -> None:
-    from robot_stack.config import ConfigError
-
     if task not in TRACKED:
         raise ConfigError(f"symmetry gaps need a task whose layout turns with the scene and whose expert reads only "
                          f"positions: {list(TRACKED)}, not {task!r}")
