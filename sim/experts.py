@@ -57,15 +57,18 @@ class ReachExpert(Expert):
 
 
 class PushExpert(Expert):
-    """Close the gripper, come down behind the cube on the goal's far side, push it through to the goal."""
+    """Come down behind the cube on the goal's far side and push it through to the goal.
+
+    Markovian: the action is a function of the ee, cube and goal positions alone (no internal phase), so a policy
+    that sees them can imitate every step, re-lining included. ``phase`` only reports which rule acted.
+    """
 
     BEHIND = 0.05
     PUSH_HEIGHT = 0.015
-    CLEAR = 0.065  # ee height that clears the 4 cm cube when lining up again
-
-    def reset(self) -> None:
-        super().reset()
-        self.relining = False
+    CLEAR = 0.065  # ee height that clears the 4 cm cube while lining up
+    LOW = 0.035  # below this ee height the fingers are at the cube's side
+    ON_LINE = 0.03  # largest sideways offset from the cube-goal line that still pushes
+    OVER_START = 0.015  # within this of the start point behind the cube, come down
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
         cube, _ = env.object_pose("cube")
@@ -74,25 +77,20 @@ class PushExpert(Expert):
         direction = line / max(np.linalg.norm(line), 1e-6)
         behind = cube[:2] - direction * self.BEHIND
         ee = env.ee_position()
-        if self.phase == 0:  # above the start point behind the cube
-            action, dist = self.toward(env, [*behind, self.CLEAR if self.relining else HOVER], CLOSE)
-            if np.linalg.norm(ee[:2] - behind) < 0.01:
-                self.phase = 1
-            return action
-        if self.phase == 1:  # down to pushing height
-            action, dist = self.toward(env, [*behind, self.PUSH_HEIGHT], CLOSE)
-            if dist < 0.01:
-                self.phase = 2
-            return action
-        # push: aim the ee at the point that leaves the cube on the goal, staying on the cube-goal line
-        target = goal[:2] - direction * (self.BEHIND - 0.035)  # a little past: friction stops it short
         offset = ee[:2] - cube[:2]
-        lateral = offset - direction * float(offset @ direction)
-        if np.linalg.norm(lateral) > 0.03 or float(offset @ direction) > 0:
-            self.phase = 0  # lost the cube: rise just above it and line up again
-            self.relining = True
+        along = float(offset @ direction)
+        lateral = offset - direction * along
+        if ee[2] < self.LOW and np.linalg.norm(lateral) < self.ON_LINE and along < -0.02:
+            self.phase = 2  # push: aim at the point that leaves the cube on the goal, correcting sideways drift
+            target = goal[:2] - direction * (self.BEHIND - 0.035)  # a little past: friction stops it short
+            return self.toward(env, [*(target - lateral), self.PUSH_HEIGHT], CLOSE)[0]
+        if np.linalg.norm(ee[:2] - behind) < self.OVER_START:
+            self.phase = 1  # over the start point: down to pushing height
+            return self.toward(env, [*behind, self.PUSH_HEIGHT], CLOSE)[0]
+        self.phase = 0
+        if ee[2] < self.CLEAR - 0.01:  # low but off the line: straight up before moving over the cube
             return self.toward(env, [*ee[:2], self.CLEAR], CLOSE)[0]
-        return self.toward(env, [*(target - lateral), self.PUSH_HEIGHT], CLOSE)[0]
+        return self.toward(env, [*behind, self.CLEAR], CLOSE)[0]
 
 
 class PickExpert(Expert):

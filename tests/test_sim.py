@@ -179,6 +179,25 @@ def test_expert_succeeds(task):
     assert _success_rate(task, 20) >= 0.9
 
 
+def test_push_expert_acts_on_the_state_alone():
+    """A fresh push expert, dropped into any state of an episode, acts as the one that lived through it: its
+    actions are a function of what the scene shows, so a policy can imitate them, re-lining included."""
+    env = sim.make_env("push", seed=0)
+    driver = sim.make_expert("push", env, noise=0.3, seed=1)  # noisy, so it leaves the line and re-lines
+    clean = sim.make_expert("push", env)
+    obs, _ = env.reset(seed=3)
+    rules = set()
+    for _ in range(40):
+        expected = clean.act(obs, env)
+        rules.add(clean.phase)
+        assert np.allclose(sim.make_expert("push", env).act(obs, env), expected)
+        obs, _, terminated, _, _ = env.step(driver.act(obs, env))
+        if terminated:
+            break
+    env.close()
+    assert rules == {0, 1, 2}
+
+
 def test_push_is_c4_symmetric_and_variants_break_it():
     from sim.symmetry import measure_gap
 
