@@ -16,7 +16,7 @@ import pytest
 
 import sim
 from robot_stack.cli import main
-from robot_stack.recorder import EpisodeRecorder
+from robot_stack.recorder import EpisodeDataset, EpisodeRecorder
 from robot_stack.specs import ActionSpec, HeightmapSpec, ObservationSpec
 
 EPISODES = 200
@@ -92,6 +92,19 @@ def test_a_store_too_small_to_split_is_refused(tmp_path, capsys):
     path = tmp_path / "three.zarr"
     record_toy(path, "none", episodes=3)
     assert "3 episode(s) is too few to split; data symmetry needs at least 4" in one_line_error(path, capsys)
+
+
+@pytest.mark.parametrize(("array", "value"), [("heightmap", np.nan), ("action", np.inf), ("reward", np.nan)])
+def test_a_store_with_non_finite_values_is_refused_before_fitting(tmp_path, capsys, array, value):
+    import zarr
+
+    path = tmp_path / f"{array}.zarr"
+    record_toy(path, "none", episodes=4)
+    step = int(EpisodeDataset(path).state.ends[1])  # the first step of episode 2
+    data = zarr.open_array(str(path / "data" / array), mode="r+")
+    data[step] = value
+    err = one_line_error(path, capsys)
+    assert f"data/{array} has NaN or inf in episode 2 at step 0" in err, err
 
 
 def test_a_store_of_another_spec_version_is_refused(tmp_path, capsys):

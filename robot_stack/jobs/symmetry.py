@@ -146,8 +146,9 @@ class FitOptions:
 
 
 def open_store(path: str | Path, min_episodes: int = MIN_EPISODES):
-    """The store, refused in one line (naming it) when it is missing, of another spec version, empty or too small
-    to split into training and held-out episodes."""
+    """The store, refused in one line (naming it) when it is missing, of another spec version, empty, too small
+    to split into training and held-out episodes, or holding NaN or inf in an observation field, the actions or the
+    rewards (the check ``robot-stack offline`` makes, naming the array, episode and step)."""
     from robot_stack.recorder import EpisodeDataset
 
     ds = EpisodeDataset(path)
@@ -156,6 +157,7 @@ def open_store(path: str | Path, min_episodes: int = MIN_EPISODES):
     if len(ds) < min_episodes:
         raise DatasetError(f"{path}: {len(ds)} episode(s) is too few to split; data symmetry needs at least "
                            f"{min_episodes} (some to train on, at least one held out)")
+    ds.check_finite()
     return ds
 
 
