@@ -9,7 +9,6 @@ go to a table, a CSV and a PNG (one panel per sweep, one line per policy).
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -23,6 +22,7 @@ import sim
 from robot_stack import config
 from robot_stack.jobs.evaluation import EVAL_EPISODES_PER_SEED, Policy, evaluate, torch_policy
 from robot_stack.specs import PolicySpec, mismatches
+from robot_stack.tables import write_rows
 
 Z95 = 1.959964
 NOISE_KEYS = ("depth_noise_std", "depth_dropout")  # the camera settings the levels own
@@ -235,10 +235,7 @@ def write_outputs(rows: list[dict[str, Any]], stem: str | Path) -> tuple[Path, P
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     csv_path, png_path = stem.with_name(stem.name + ".csv"), stem.with_name(stem.name + ".png")
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(csv_path, rows)
     plot(rows, png_path)
     return csv_path, png_path
 
@@ -264,11 +261,13 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def draw_panel(ax: Any, rows: list[dict[str, Any]], key: str, other: str, scale: float, xlabel: str) -> None:
+    from robot_stack.plotting import draw_curves
+
+    lines: dict[str, tuple[np.ndarray, ...]] = {}
     for label in dict.fromkeys(r["policy"] for r in rows):
         points = sorted((r[key] * scale, r["success_rate"], r["wilson_low"], r["wilson_high"])
                         for r in rows if r["policy"] == label and r[other] == 0)
-        x, y, low, high = map(np.asarray, zip(*points, strict=True))
-        line, = ax.plot(x, y, "o-", lw=2, label=label)
-        ax.fill_between(x, low, high, color=line.get_color(), alpha=0.18, lw=0)
+        lines[label] = tuple(map(np.asarray, zip(*points, strict=True)))
+    draw_curves(ax, lines, band_alpha=0.18, legend=False, marker="o", lw=2)
     ax.set(xlabel=xlabel, ylabel="success rate", ylim=(-0.03, 1.03))
     ax.grid(alpha=0.3)

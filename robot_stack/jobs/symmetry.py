@@ -16,7 +16,6 @@ symmetry.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -28,6 +27,7 @@ import numpy as np
 
 from robot_stack.config import ConfigError
 from robot_stack.recorder.dataset import DatasetError
+from robot_stack.tables import write_rows
 
 MIN_EPISODES = 4  # at least one held-out episode and three to train on
 FAMILIES = ("exact", "relaxed")
@@ -108,11 +108,7 @@ def write_gap_table(rows: list[dict[str, Any]], stem: str | Path) -> tuple[Path,
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path, csv_path = stem.with_suffix(".json"), stem.with_suffix(".csv")
     json_path.write_text(json.dumps(rows, indent=1))
-    with open(csv_path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return json_path, csv_path
+    return json_path, write_rows(csv_path, rows)
 
 
 # ----- symmetry: a recorded store ---------------------------------------------------------------------------------
