@@ -67,12 +67,9 @@ class DemoConfig:
 
 def demo_config(task: str, quick: bool, overrides: list[str]) -> DemoConfig:
     """The command's config: the default sizes, ``QUICK`` over them for ``--quick``, then ``key=value`` overrides.
-
-    The training config it implies is built too, so a bad ``train.*`` override fails here, before anything runs."""
-    cfg = config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
-    out = Path(cfg.out or "runs/demo")
-    finetune_config(cfg, train_config(cfg, out / "train"), out)
-    return cfg
+    The train and fine-tune configs it implies are built by ``Demo`` (a bad ``train.*`` override fails there, before
+    anything runs or any folder is made)."""
+    return config.build(DemoConfig, config.apply_overrides({"task": task, **(QUICK if quick else {})}, overrides))
 
 
 def train_config(cfg: DemoConfig, out: Path) -> Any:
@@ -182,9 +179,9 @@ class Demo:
         from robot_stack.jobs.train import TrainConfig
 
         self.out = Path(self.cfg.out or f"runs/demo-{time.strftime('%Y%m%d-%H%M%S')}")
-        self.out.mkdir(parents=True, exist_ok=True)
         self.train_cfg: TrainConfig = train_config(self.cfg, self.out / "train")
         self.finetune_cfg: OfflineJob = finetune_config(self.cfg, self.train_cfg, self.out)
+        self.out.mkdir(parents=True, exist_ok=True)
 
     def run(self) -> dict[str, Any]:
         from rich.console import Console
