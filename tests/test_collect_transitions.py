@@ -11,6 +11,7 @@ from robot_stack.commands.collect import run
 from robot_stack.config import ConfigError
 from robot_stack.jobs.collect import CollectJob, collect, record_episodes
 from robot_stack.recorder import EpisodeDataset, EpisodeRecorder, crashtest
+from robot_stack.recorder.dataset import Episode
 
 
 class EndsOnStep3:
@@ -108,4 +109,22 @@ def test_expert_labels_record_the_experts_action_where_the_policy_goes(tmp_path)
         obs, *_ = replay.step(policy.act(obs))  # ... at the states the policy's own actions lead to
     replay.close()
     with pytest.raises(ConfigError, match="label"):
-        CollectJob(task="push", label="expert")  # relabelling needs a policy to drive
+        CollectJob(task="push", label="expert", noise=0.0)  # the clean expert labelling itself adds nothing
+
+
+def test_noisy_expert_acts_and_the_clean_expert_labels(tmp_path):
+    """label=expert with the expert at noise > 0 (DART): the noisy expert drives exactly as it does unlabelled, and
+    the store holds the noise-free expert action at each state it reaches (no yaw, the gripper exactly closed)."""
+    pytest.importorskip("robosuite")
+
+    def record(name: str, label: str) -> Episode:
+        out = tmp_path / name
+        collect(CollectJob(task="push", out=str(out), episodes=1, max_steps=6, label=label, noise=0.5,
+                           sim={"heightmap_size": 16}))
+        return EpisodeDataset(out).episode(0)
+
+    dart, noisy = record("dart.zarr", "expert"), record("noisy.zarr", "policy")
+    for key in noisy.obs:
+        np.testing.assert_array_equal(dart.obs[key], noisy.obs[key])  # the same states visited
+    assert np.all(dart.action[:, 3] == 0.0) and np.all(dart.action[:, 4] == 1.0)  # the clean push expert's labels
+    assert not np.allclose(noisy.action[:, 3:], dart.action[:, 3:])  # ... not the noisy actions it executed

@@ -31,8 +31,9 @@ class CollectJob:
     record_depth: bool = False  # also store the raw depth frame of every step
     policy_id: str = ""
     policy_version: str = ""
-    # "expert" with an .onnx policy: the policy acts, the scripted expert's action at each visited state is what gets
-    # recorded (DAgger-style relabelling, for behaviour cloning; the rewards follow the executed actions)
+    # "expert": the scripted expert's noise-free action at each visited state is what gets recorded, while the policy
+    # (an .onnx package: DAgger-style relabelling) or the noisy expert (noise > 0: DART-style, demonstrations that show
+    # how to recover) acts; for behaviour cloning. The rewards follow the executed actions.
     label: str = "policy"
     sim: dict[str, Any] = field(default_factory=dict)  # sim.config.SimConfig keys
 
@@ -46,8 +47,9 @@ class CollectJob:
         if self.sizes and self.transitions:
             raise ConfigError("set either sizes (one store per size) or transitions (one store), not both")
         check_choice("label", self.label, LABELS)
-        if self.label == "expert" and self.policy == "expert":
-            raise ConfigError("label: expert relabels the states a policy visits: set policy to an .onnx package")
+        if self.label == "expert" and self.policy == "expert" and max(noise_levels(self)) == 0:
+            raise ConfigError("label: expert with policy: expert records what the expert did anyway: set noise > 0 "
+                              "(the noisy expert acts, the clean one labels) or policy to an .onnx package")
         if "seed" in self.sim:
             raise ConfigError("sim.seed is set per episode from 'seed'; remove it from sim")
         sim.env_config(self.task, self.sim, "sim")
