@@ -27,10 +27,16 @@ class Expert:
         self._wait = 0
 
     def act(self, obs: dict, env: ManipulationEnv) -> np.ndarray:
-        action = self._act(env)
-        if self.noise > 0:
-            action = action + self._rng.normal(0.0, self.noise, action.shape)
-        return np.clip(action, -1.0, 1.0).astype(np.float32)
+        return self.act_and_label(obs, env)[0]
+
+    def act_and_label(self, obs: dict, env: ManipulationEnv) -> tuple[np.ndarray, np.ndarray]:
+        """(the action to execute, with the expert's noise; the noise-free action it meant): executing the first and
+        recording the second gives demonstrations of how to recover from off-course states (DART)."""
+        clean = np.clip(self._act(env), -1.0, 1.0).astype(np.float32)
+        if self.noise == 0:
+            return clean, clean
+        noisy = clean + self._rng.normal(0.0, self.noise, clean.shape)
+        return np.clip(noisy, -1.0, 1.0).astype(np.float32), clean
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
         raise NotImplementedError

@@ -205,15 +205,20 @@ class ToyReachExpert:
         pass
 
     def act(self, obs: dict[str, np.ndarray], env: ToyReachEnv | None = None) -> np.ndarray:
+        return self.act_and_label(obs, env)[0]
+
+    def act_and_label(self, obs: dict[str, np.ndarray], env: ToyReachEnv | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+        """(the action with the expert's noise, the noise-free one), as ``sim.experts.Expert.act_and_label``."""
         env = env or self.env
         base = env.unwrapped if hasattr(env, "unwrapped") else env
         delta = (base.target_xy - base.gripper_xy) * base._half / base.cfg.dpos
         if self.compensate:
             delta = delta - base.action_bias
-        action = np.zeros(5, dtype=np.float32)
-        action[:2] = np.clip(delta, -1.0, 1.0)
-        action += self.noise * self.rng.standard_normal(5).astype(np.float32)
-        return np.clip(action, -1.0, 1.0)
+        clean = np.zeros(5, dtype=np.float32)
+        clean[:2] = np.clip(delta, -1.0, 1.0)
+        noisy = clean + self.noise * self.rng.standard_normal(5).astype(np.float32)
+        return np.clip(noisy, -1.0, 1.0), clean
 
 
 def make_toy_env(**cfg: Any) -> ToyReachEnv:

@@ -71,6 +71,20 @@ def test_successful_demos_only_keeps_no_failed_episode(tmp_path):
     assert len(only.buffer) != len(everything.buffer)  # with noise 2.0 some expert episodes fail
 
 
+def test_clean_expert_labels_store_the_action_meant_at_the_states_the_noise_reached(tmp_path):
+    executed = _trainer(tmp_path / "a", expert_episodes=2, expert_noise=0.5)
+    executed.seed_expert_episodes()
+    clean = _trainer(tmp_path / "b", expert_episodes=2, expert_noise=0.5, expert_labels="clean")
+    clean.seed_expert_episodes()
+    n = len(executed.buffer)
+    assert len(clean.buffer) == n  # the same noisy episodes were run ...
+    np.testing.assert_array_equal(clean.buffer.heightmap[:n], executed.buffer.heightmap[:n])
+    assert np.all(clean.buffer.action[:n, 2:] == 0.0)  # ... but the toy expert meant no z, yaw or gripper move
+    assert np.abs(executed.buffer.action[:n, 2:]).max() > 0.1
+    with pytest.raises(config.ConfigError, match="expert_labels"):
+        _trainer(tmp_path / "c", expert_labels="noisy")
+
+
 def test_q_filter_and_fading_bc_weight(tmp_path):
     trainer = _trainer(tmp_path, expert_episodes=1, sac={"batch_size": 8, "rotated_copies": 0, "bc_weight": 2.0,
                                                          "bc_filter": True, "bc_decay_updates": 10})

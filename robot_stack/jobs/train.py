@@ -72,6 +72,9 @@ class TrainConfig:
     async_envs: bool = False  # gymnasium AsyncVectorEnv (one process per env) instead of SyncVectorEnv
     expert_episodes: int = 20  # scripted-expert episodes seeded into the buffer before training
     expert_noise: float = 0.0
+    # "executed": store the actions the (noisy) expert executed; "clean": store the noise-free action it meant at each
+    # state its noisy actions reach (DART: demonstrations of recovering, for the BC terms)
+    expert_labels: str = "executed"
     expert_successes_only: bool = False  # keep only successful expert episodes (up to 3 x expert_episodes tries)
     random_steps: int = 0  # uniform random actions for the first steps
     learning_starts: int = 64  # buffer size before updates start
@@ -98,6 +101,7 @@ class TrainConfig:
         for key in ("family", "group"):
             if key not in self.network:
                 raise ValueError(f"network.{key} is required (e.g. network.family=relaxed network.group=C8)")
+        config.check_choice("expert_labels", self.expert_labels, ("executed", "clean"))
         sim.env_config(self.task, self.env)
         config.build(NetworkConfig, dict(self.network), "network")
 
@@ -271,9 +275,10 @@ class Trainer:
         expert.reset()
         out, done, info = [], False, {}
         while not done:
-            action = np.asarray(expert.act(obs, env), dtype=np.float32)
+            action, clean = expert.act_and_label(obs, env)
             next_obs, reward, terminated, truncated, info = env.step(action)
-            for tr in nstep.push(obs, action, reward, next_obs, terminated, truncated):
+            label = clean if self.cfg.expert_labels == "clean" else action
+            for tr in nstep.push(obs, label, reward, next_obs, terminated, truncated):
                 tr.expert = True
                 out.append(tr)
             obs, done = next_obs, terminated or truncated
