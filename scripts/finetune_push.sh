@@ -18,10 +18,13 @@
 # Every stage whose output exists is skipped, so after a stop the same command resumes (a robot store left short is
 # topped up with the episodes it lacks, on the seeds they would have had); other settings want another OUT_DIR.
 # Logs: OUT_DIR/finetune.log (this script), OUT_DIR/TAG/*.log (each command), OUT_DIR/helpers.log (the small python
-# helpers' stderr). Result: OUT_DIR/finetune.csv, one row per checkpoint, and a table printed.
+# helpers' stderr). Result: OUT_DIR/RUN.csv, one row per checkpoint, and a table printed.
 #
 # Environment overrides (defaults in brackets): STEPS [2000] BATCH [32] EVAL [50] EPISODES [50] (robot episodes)
 # MAX_STEPS [the task's horizon: 80 for push] RATE_HZ [20] (the sim's control period is 50 ms) EXPERT_EPISODES [20]
+# TRAIN_STORE [OUT_DIR/push_expertN.zarr, made as above] (any recorded push store at the checkpoints' view and size)
+# OFFLINE_ARGS [none] (more key=value overrides for robot-stack offline, e.g. "iql.beta=3") RUN [finetune_ALGO_STEPS]
+# (the name of the offline run's folder: another RUN keeps a variant's results beside the first)
 # OMP_NUM_THREADS [1]. Seeds: robot episode i of a checkpoint trained with seed s resets with 20000 + 1000 s + i;
 # the offline job takes seed s, so its eval layouts are those of that seed's online evaluations.
 # Smoke run (16 px checkpoint, seconds): EPISODES=2 STEPS=2 EVAL=1 MAX_STEPS=5 EXPERT_EPISODES=2 BATCH=4 \
@@ -125,7 +128,8 @@ EOF
 
 VIEW=""
 SIZE=""
-EXPERT=$OUT_DIR/push_expert$EXPERT_EPISODES.zarr
+EXPERT=${TRAIN_STORE:-$OUT_DIR/push_expert$EXPERT_EPISODES.zarr}
+read -r -a OFFLINE_EXTRA <<< "${OFFLINE_ARGS:-}"
 for i in "${!CKPTS[@]}"; do
     ckpt=${CKPTS[$i]}
     tag=${TAGS[$i]}
@@ -146,7 +150,11 @@ for i in "${!CKPTS[@]}"; do
 
     # the training store, once: the scripted expert without noise, as the online run's demonstrations
     have=$(quiet episodes "$EXPERT")
-    if ((have < EXPERT_EPISODES)); then
+    if [[ -n ${TRAIN_STORE:-} ]] && ((have == 0)); then
+        echo "TRAIN_STORE $TRAIN_STORE holds no episodes" >&2
+        exit 1
+    fi
+    if [[ -z ${TRAIN_STORE:-} ]] && ((have < EXPERT_EPISODES)); then
         echo "-- expert store $EXPERT: $have of $EXPERT_EPISODES episodes, recording the rest"
         run_logged "$OUT_DIR/push_expert$EXPERT_EPISODES.$have.log" "${RS[@]}" collect collect_push \
             "episodes=$((EXPERT_EPISODES - have))" "seed=$have" noise=0.0 "sim.view=$VIEW" "sim.heightmap_size=$SIZE" \
@@ -175,21 +183,21 @@ for i in "${!CKPTS[@]}"; do
     fi
 
     # 3. fine-tune offline from the checkpoint on the robot store mixed with the expert store
-    name=finetune_${ALGO}_${STEPS}
+    name=${RUN:-finetune_${ALGO}_${STEPS}}
     if [[ ! -f $dir/$name/summary.json ]]; then
         echo "-- offline $ALGO, $STEPS updates, batch $BATCH, $EVAL eval episodes before and after"
         t0=$(date +%s)
         run_logged "$dir/$name.log" "${RS[@]}" offline offline_push --init "$ckpt" --dataset "$robot" \
             --dataset "$EXPERT" "algo=$ALGO" "env.view=$view" "env.heightmap_size=$size" "${net[@]}" \
             "steps=$STEPS" "batch_size=$BATCH" "eval_episodes=$EVAL" "seed=$seed" "out_dir=$dir" "name=$name" \
-            progress=false
+            progress=false "${OFFLINE_EXTRA[@]}"
         echo $(($(date +%s) - t0)) > "$dir/$name.seconds"
         grep "success before fine-tuning" "$dir/$name.log" | sed 's/^/   /' || true
     fi
 done
 
 # the table: one row per checkpoint
-quiet "$PY" - "$OUT_DIR" "$ALGO" "$STEPS" "${#CKPTS[@]}" "${TAGS[@]}" "${CKPTS[@]}" << 'EOF'
+quiet "$PY" - "$OUT_DIR" "$ALGO" "${RUN:-finetune_${ALGO}_${STEPS}}" "${#CKPTS[@]}" "${TAGS[@]}" "${CKPTS[@]}" << 'EOF'
 import json, sys
 from pathlib import Path
 
@@ -197,7 +205,7 @@ import yaml
 from robot_stack.recorder import EpisodeDataset
 from robot_stack.tables import write_rows
 
-out, algo, steps, n = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+out, algo, name, n = Path(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
 tags, ckpts = sys.argv[5:5 + n], sys.argv[5 + n:5 + 2 * n]
 
 
@@ -208,7 +216,6 @@ def seconds(path: Path) -> int | str:  # a stage's wall seconds; blank when an e
 rows = []
 for tag, ckpt in zip(tags, ckpts):
     d = out / tag
-    name = f"finetune_{algo}_{steps}"
     seed = yaml.safe_load(open(Path(ckpt).parent / "config.yaml")).get("seed", 0)
     store = EpisodeDataset(d / "robot.zarr")
     robot = store.episode_stats()
@@ -219,13 +226,13 @@ for tag, ckpt in zip(tags, ckpts):
                  "robot_successes": robot["successes"], "robot_success": robot["successes"] / robot["episodes"],
                  "before": before, "after": after, "gain": after - before,
                  "eval_episodes": summary["eval"]["episodes"], "transitions": summary["transitions"],
-                 "steps": summary["config"]["steps"], "algo": algo,
+                 "steps": summary["config"]["steps"], "algo": algo, "datasets": " ".join(summary["datasets"]),
                  "train_seconds": round(summary["train_seconds"], 1),
                  "seconds": seconds(d / f"{name}.seconds"), "robot_seconds": seconds(d / "robot.seconds"),
                  # control periods the policy missed / the arm held on the sim robot (nonzero: a slower RATE_HZ)
                  "robot_missed_deadlines": sum(int(m.get("missed_deadlines") or 0) for m in metas),
                  "robot_held": sum(int(m.get("held") or 0) for m in metas)})
-path = write_rows(out / "finetune.csv", rows)
+path = write_rows(out / f"{name}.csv", rows)
 print(f"\n{path}")
 print(f"{'seed':>4} {'checkpoint':<24} {'robot':>10} {'before':>6} {'after':>6} {'gain':>6} {'steps':>6} {'algo':>4} "
       f"{'seconds':>7}")
