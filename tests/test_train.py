@@ -120,6 +120,15 @@ def test_a_run_writes_its_evals_as_csv_and_a_learning_curve(tmp_path, capsys):
     assert "evals.csv" in last and "learning_curve.png" in last and str(tmp_path) in last
 
 
+def test_eval_at_start_scores_the_pretrained_policy_once_at_step_zero(tmp_path):
+    cfg = config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={tmp_path}", "total_steps=20", "eval_every=20",
+                                                  "eval_at_start=true", "progress=false"])
+    assert [r["step"] for r in train(cfg).evals] == [0, 20]
+    resumed = config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={tmp_path}", "total_steps=40",
+                                                      "eval_every=20", "eval_at_start=true", "progress=false"])
+    assert [r["step"] for r in train(resumed).evals] == [0, 20, 40]  # a resumed run does not score step 0 again
+
+
 def test_progress_observers_see_the_phases_in_order_and_the_steps_grow(tmp_path):
     seen: list[TrainProgress] = []
     trainer = Trainer(config.load(TrainConfig, "train_toy", [*TINY, f"out_dir={tmp_path}", "total_steps=40",

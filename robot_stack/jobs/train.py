@@ -82,6 +82,7 @@ class TrainConfig:
     buffer_capacity: int = 50000
     eval_every: int = 500
     eval_episodes: int = 10
+    eval_at_start: bool = False  # one eval before the first env step (after BC pre-training): the curve's step 0
     checkpoint_every: int = 1000
     out_dir: str = "runs/{task}_{family}_s{seed}"
     resume: bool = True  # continue from out_dir's checkpoint when there is one
@@ -348,9 +349,12 @@ class Trainer:
         cfg = self.cfg
         if cfg.resume and self.checkpoint_path.exists():
             self.load_checkpoint()
-        elif cfg.expert_episodes > 0:
-            self.seed_expert_episodes()
-            self.pretrain_actor()
+        else:
+            if cfg.expert_episodes > 0:
+                self.seed_expert_episodes()
+                self.pretrain_actor()
+            if cfg.eval_at_start:
+                self.evaluate()
         config.save(cfg, self.dir / "config.yaml")
         provenance.append_record(self.dir / "provenance.jsonl", provenance.record("train", step=self.step))
         self.write_eval_files()  # drops evals of a killed session that its checkpoint never saw
