@@ -51,6 +51,9 @@ class SACConfig:
     rotation_aug: bool | None = None  # None = on for the cnn_aug family only
     rotated_copies: int = 4  # extra randomly rotated copies of each stored transition
     actor_update_every: int = 1
+    # critic-only updates first: a BC-pretrained actor waits until the critic has learned its values, instead of
+    # being pulled about by an untrained critic (and an untrained Q-filter) from the first update
+    actor_warmup_updates: int = 0
     grad_clip: float = 0.0  # 0 = off
     bc_weight: float = 0.0  # SACfD: L2 pull of the actor's mean action toward the expert's on expert samples; 0 = off
     bc_filter: bool = False  # Q-filter: the BC pull only where Q(s, a_expert) > Q(s, pi(s))
@@ -71,9 +74,9 @@ class SACConfig:
             raise ValueError(f"sac.lr and sac.init_temperature must be positive, got {self.lr}, "
                              f"{self.init_temperature}")
         if min(self.random_shift, self.rotated_copies, self.bc_weight, self.bc_decay_updates,
-               self.bc_pretrain_updates) < 0:
-            raise ValueError("sac.random_shift, rotated_copies, bc_weight, bc_decay_updates and bc_pretrain_updates "
-                             "must be >= 0")
+               self.bc_pretrain_updates, self.actor_warmup_updates) < 0:
+            raise ValueError("sac.random_shift, rotated_copies, bc_weight, bc_decay_updates, bc_pretrain_updates and "
+                             "actor_warmup_updates must be >= 0")
         if not 0.0 <= self.demo_fraction <= 1.0:
             raise ValueError(f"sac.demo_fraction must be in [0, 1], got {self.demo_fraction}")
 
@@ -127,8 +130,8 @@ class SAC:
         return random_shift(hm, self.cfg.random_shift) if self.cfg.random_shift > 0 else hm
 
     def update(self, sample: dict[str, np.ndarray]) -> dict[str, float]:
-        """One gradient step on the critics, (every ``actor_update_every``) the actor and the temperature, from a
-        replay-buffer sample (numpy arrays)."""
+        """One gradient step on the critics, (every ``actor_update_every``, after ``actor_warmup_updates``) the actor
+        and the temperature, from a replay-buffer sample (numpy arrays)."""
         if self.rotation_aug and self.group.order > 1:
             sample = rotate_batch(sample, self.group, self.rng)
         batch = Batch.from_numpy(sample, self.device)
@@ -136,7 +139,7 @@ class SAC:
         disc = batch.bootstrap(self.cfg.gamma)
         info = self._update_critic(hm, batch.vector, batch.action, batch.reward, next_hm, batch.next_vector, disc)
         self.updates += 1
-        if self.updates % self.cfg.actor_update_every == 0:
+        if self.updates > self.cfg.actor_warmup_updates and self.updates % self.cfg.actor_update_every == 0:
             expert = batch.expert if self.cfg.bc_weight > 0 else None
             info.update(self._update_actor(hm, batch.vector, batch.action, expert))
         soft_update(self.critic_target, self.critic, self.cfg.tau)

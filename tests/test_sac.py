@@ -120,6 +120,21 @@ def test_actor_step_leaves_the_critic_untouched_and_trainable(tmp_path):
     assert np.isfinite(agent.update(batch)["critic_loss"])
 
 
+def test_actor_waits_while_the_critic_warms_up(tmp_path):
+    cfg = config.build(TrainConfig, {"env": {"heightmap_size": 16}, "network": TINY_NET, "expert_episodes": 1,
+                                     "out_dir": str(tmp_path),
+                                     "sac": {"batch_size": 8, "rotated_copies": 0, "actor_warmup_updates": 3}})
+    trainer = Trainer(cfg)
+    trainer.seed_expert_episodes()
+    agent = trainer.agent
+    actor, critic = ([p.detach().clone() for p in m.parameters()] for m in (agent.actor, agent.critic))
+    infos = [agent.update(trainer.buffer.sample(8)) for _ in range(3)]
+    assert all("actor_loss" not in info for info in infos)
+    assert all(torch.equal(b, p) for b, p in zip(actor, agent.actor.parameters(), strict=True))
+    assert any(not torch.equal(b, p) for b, p in zip(critic, agent.critic.parameters(), strict=True))
+    assert "actor_loss" in agent.update(trainer.buffer.sample(8))  # the fourth update moves the actor too
+
+
 def _success_rate(env: ToyReachEnv, policy, episodes: int, seed: int) -> float:
     wins = 0
     for ep in range(episodes):
