@@ -1,4 +1,5 @@
-"""Scripted experts: small state machines over the env's privileged state (object poses, ee position).
+"""Scripted experts over the env's privileged state (object poses, ee position, gripper closure). Push, lift and
+stack are Markovian (each action a function of the state the observation shows); door keeps a phase.
 
 ``act(obs, env)`` returns a [-1, 1] action; ``noise`` adds Gaussian noise of that std to every entry
 (then clipped), for datasets with imperfect demonstrations.
@@ -11,7 +12,7 @@ import numpy as np
 from sim.env import ManipulationEnv, check_task
 
 OPEN, CLOSE = -1.0, 1.0
-HOVER = 0.10  # metres above an object before descending
+HOVER = 0.10  # ee height above the table at which the experts move over the objects
 
 
 class Expert:
@@ -99,67 +100,127 @@ class PushExpert(Expert):
         return self.toward(env, [*behind, self.CLEAR], CLOSE)[0]
 
 
+def gripper_closure(scene: ManipulationEnv) -> float:
+    """The measured closure, 0 open .. 1 closed: the observation's gripper channel. ``sim.symmetry.RotatedScene``
+    turns positions only and has no reading of its own; a turn about the vertical leaves the closure as it is."""
+    return float((scene if hasattr(scene, "gripper_closure") else scene.env).gripper_closure())
+
+
+def square_up(scene: ManipulationEnv, cube_yaw: float) -> float:
+    """Radians to turn the ee by to square the fingers to a cube's faces (a quarter turn repeats them); 0 in a scene
+    that does not tell the ee's yaw (``sim.symmetry.RotatedScene``)."""
+    if not hasattr(scene, "ee_yaw"):
+        return 0.0
+    return float((cube_yaw - scene.ee_yaw() + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+
+
 class PickExpert(Expert):
-    """Lift: grasp the cube from above and raise it. Stack subclass places it on the other cube."""
+    """Lift: grasp the cube from above and raise it. Stack subclass places it on the other cube.
+
+    Markovian like ``PushExpert``: each action is a function of the ee position, the measured gripper closure (an
+    observation channel) and the cube poses, so the gripper's waits are conditions on the closure, not step counts.
+    ``phase`` only reports which rule acted: 0 up and over the cube, 1 down round it, 2 close, 3 lift.
+    """
 
     obj = "cube"
-    LIFT_TO = 0.15
+    LIFT_TO = 0.15  # ee height the cube is raised to
+    LOW = HOVER - 0.02  # below this ee height, rise before moving sideways (the fingertips clear a 5 cm cube)
+    GRASP_XY = 0.02  # ee this near the cube's vertical axis: the open fingers straddle it
+    STRADDLE = 0.025  # ee this little above the cube's centre (and within GRASP_XY): the fingers are round it
+    GRASP_Z = 0.01  # ee this little above the cube's centre: close
+    TOP = 0.04  # ee this far above the cube's centre: clear of its top, where unopened fingers open first
+    OPENED = 0.2  # closure below which the fingers are wide enough to come down round the cube
+    GRIPPED = 0.45  # the fingers stop on the 4-4.25 cm cubes at closure 0.50-0.53 (a skewed grip lower)
+    EMPTY = 0.8  # above this the fingers closed on nothing (fully closed reads 0.97)
 
-    def _grasp(self, env: ManipulationEnv) -> np.ndarray | None:
-        pos, _ = env.object_pose(self.obj)
-        if self.phase == 0:
-            action, _ = self.toward(env, [pos[0], pos[1], HOVER], OPEN)
-            if np.linalg.norm(env.ee_position()[:2] - pos[:2]) < 0.006:
-                self.phase = 1
-            return action
-        if self.phase == 1:
-            action, dist = self.toward(env, [pos[0], pos[1], pos[2] - 0.005], OPEN)
-            if dist < 0.01:
-                self.phase = 2
-            return action
-        if self.phase == 2:
-            if self._hold(8):
-                self.phase = 3
-            return np.array([0.0, 0.0, 0.0, 0.0, CLOSE])
-        return None
+    def _holding(self, env: ManipulationEnv) -> bool:
+        """The cube between fingers closed on it, wherever the ee takes it."""
+        # a little wider than where the fingers close (GRASP_XY, STRADDLE): a cube gripped there counts as held
+        offset = env.object_pose(self.obj)[0] - env.ee_position()
+        return (self.GRIPPED <= gripper_closure(env) <= self.EMPTY
+                and np.linalg.norm(offset[:2]) < self.GRASP_XY + 0.005 and abs(offset[2]) < self.STRADDLE + 0.005)
+
+    def _grasp(self, env: ManipulationEnv) -> np.ndarray:
+        """Not holding the cube: over it, down round it with the fingers open, close on it; all the while turning
+        the fingers square to its faces (a skewed grip stops below GRIPPED)."""
+        cube, yaw = env.object_pose(self.obj)
+        action = self._approach(env, cube)
+        action[3] = np.clip(square_up(env, yaw) / env.action_spec.dtheta, -1.0, 1.0)
+        return action
+
+    def _approach(self, env: ManipulationEnv, cube: np.ndarray) -> np.ndarray:
+        ee = env.ee_position()
+        closure = gripper_closure(env)
+        off, above = float(np.linalg.norm(ee[:2] - cube[:2])), float(ee[2] - cube[2])
+        grasp = [cube[0], cube[1], cube[2] - 0.005]
+        if off < self.GRASP_XY and above < self.STRADDLE:
+            # once the fingers have begun to close they go on, should a knock lift the ee above GRASP_Z
+            closing = above < self.GRASP_Z or closure > self.OPENED
+            self.phase = 2 if closing else 1
+            return self.toward(env, grasp, CLOSE if closing else OPEN)[0]
+        if off < self.GRASP_XY + 0.5 * max(0.0, above - self.TOP):  # a cone over the cube: down, centring on the way
+            self.phase = 1
+            if closure > self.OPENED:  # the fingers would land on the cube: open with the fingertips over its top
+                return self.toward(env, [cube[0], cube[1], cube[2] + max(above, self.TOP)], OPEN)[0]
+            return self.toward(env, grasp, OPEN)[0]
+        self.phase = 0
+        if ee[2] < self.LOW:
+            return self.toward(env, [ee[0], ee[1], HOVER], OPEN)[0]
+        return self.toward(env, [cube[0], cube[1], HOVER], OPEN)[0]
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
-        action = self._grasp(env)
-        if action is not None:
-            return action
+        if not self._holding(env):
+            return self._grasp(env)
+        self.phase = 3
         ee = env.ee_position()
         return self.toward(env, [ee[0], ee[1], self.LIFT_TO], CLOSE)[0]
 
 
 class StackExpert(PickExpert):
+    """Grasp cubeA as ``PickExpert`` does, carry it over cubeB, set it down and let go; Markovian too. ``phase``:
+    0-2 the grasp, 3 rise with cubeA, 4 over cubeB, 5 down onto it, 6 open, 7 rise open."""
+
     obj = "cubeA"
+    SEAT = 0.045  # cubeA's centre over cubeB's when it sits on it (half sizes 2 and 2.5 cm)
+    PLACE_XY = 0.015  # cubeA this near cubeB's vertical axis: lower it onto cubeB
+    RELEASE_XY = 0.02  # cubeA sitting on cubeB this near its axis: let go (it stands; cubeB's top is 5 cm across)
+    OVER_TOP = 0.03  # cubeA this near cubeB's axis overlaps cubeB's top: it may slide there, not rise first
+    PLACED = 0.008  # cubeA this little above its seat: it sits
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
-        action = self._grasp(env)
-        if action is not None:
-            return action
+        cube, _ = env.object_pose(self.obj)
         base, _ = env.object_pose("cubeB")
+        if self._holding(env):
+            return self._place(env, cube, base)
+        if np.linalg.norm(cube[:2] - base[:2]) < 0.025 and cube[2] > base[2] + 0.035:  # on cubeB's top, let go
+            return self._leave(env)
+        return self._grasp(env)
+
+    def _place(self, env: ManipulationEnv, cube: np.ndarray, base: np.ndarray) -> np.ndarray:
         ee = env.ee_position()
-        above = [base[0], base[1], HOVER]
-        if self.phase == 3:
-            action, _ = self.toward(env, [ee[0], ee[1], HOVER], CLOSE)
-            if ee[2] > HOVER - 0.02:
-                self.phase = 4
-            return action
-        if self.phase == 4:
-            action, _ = self.toward(env, above, CLOSE)
-            if np.linalg.norm(ee[:2] - base[:2]) < 0.006:
-                self.phase = 5
-            return action
-        if self.phase == 5:  # down until cubeA (2 cm half size) sits on cubeB (2.5 cm half size)
-            action, dist = self.toward(env, [base[0], base[1], base[2] + 0.025 + 0.02 + 0.005], CLOSE)
-            if dist < 0.008:
-                self.phase = 6
-            return action
-        if self.phase == 6:
-            if self._hold(8):
-                self.phase = 7
+        shift = base[:2] - cube[:2]  # the ee's move that brings cubeA, where it sits in the hand, over cubeB
+        off = float(np.linalg.norm(shift))
+        seat = base[2] + self.SEAT
+        sits = cube[2] < seat + self.PLACED
+        if sits and off < self.RELEASE_XY:
+            self.phase = 6  # open, holding cubeA centred while the fingers let go
+            return self.toward(env, [*(ee[:2] + shift), ee[2]], OPEN)[0]
+        if off < self.PLACE_XY or (off < self.OVER_TOP and cube[2] < seat + 0.02):
+            self.phase = 5  # down onto cubeB, centring; aimed a little low, so it comes down briskly
+            return self.toward(env, [*(ee[:2] + shift), ee[2] + seat - 0.005 - cube[2]], CLOSE)[0]
+        if ee[2] < self.LOW:
+            self.phase = 3
+            return self.toward(env, [ee[0], ee[1], HOVER], CLOSE)[0]
+        self.phase = 4
+        return self.toward(env, [*(ee[:2] + shift), HOVER], CLOSE)[0]
+
+    def _leave(self, env: ManipulationEnv) -> np.ndarray:
+        """cubeA sits on cubeB, out of the hand: open fully where it is, then rise."""
+        if gripper_closure(env) > self.OPENED:
+            self.phase = 6
             return np.array([0.0, 0.0, 0.0, 0.0, OPEN])
+        self.phase = 7
+        ee = env.ee_position()
         return self.toward(env, [ee[0], ee[1], HOVER], OPEN)[0]
 
 
