@@ -100,17 +100,8 @@ class PushExpert(Expert):
         return self.toward(env, [*behind, self.CLEAR], CLOSE)[0]
 
 
-def gripper_closure(scene: ManipulationEnv) -> float:
-    """The measured closure, 0 open .. 1 closed: the observation's gripper channel. ``sim.symmetry.RotatedScene``
-    turns positions only and has no reading of its own; a turn about the vertical leaves the closure as it is."""
-    return float((scene if hasattr(scene, "gripper_closure") else scene.env).gripper_closure())
-
-
 def square_up(scene: ManipulationEnv, cube_yaw: float) -> float:
-    """Radians to turn the ee by to square the fingers to a cube's faces (a quarter turn repeats them); 0 in a scene
-    that does not tell the ee's yaw (``sim.symmetry.RotatedScene``)."""
-    if not hasattr(scene, "ee_yaw"):
-        return 0.0
+    """Radians to turn the ee by to square the fingers to a cube's faces (a quarter turn repeats them)."""
     return float((cube_yaw - scene.ee_yaw() + np.pi / 4) % (np.pi / 2) - np.pi / 4)
 
 
@@ -137,7 +128,7 @@ class PickExpert(Expert):
         """The cube between fingers closed on it, wherever the ee takes it."""
         # a little wider than where the fingers close (GRASP_XY, STRADDLE): a cube gripped there counts as held
         offset = env.object_pose(self.obj)[0] - env.ee_position()
-        return (self.GRIPPED <= gripper_closure(env) <= self.EMPTY
+        return (self.GRIPPED <= env.gripper_closure() <= self.EMPTY
                 and np.linalg.norm(offset[:2]) < self.GRASP_XY + 0.005 and abs(offset[2]) < self.STRADDLE + 0.005)
 
     def _grasp(self, env: ManipulationEnv) -> np.ndarray:
@@ -150,7 +141,7 @@ class PickExpert(Expert):
 
     def _approach(self, env: ManipulationEnv, cube: np.ndarray) -> np.ndarray:
         ee = env.ee_position()
-        closure = gripper_closure(env)
+        closure = env.gripper_closure()
         off, above = float(np.linalg.norm(ee[:2] - cube[:2])), float(ee[2] - cube[2])
         grasp = [cube[0], cube[1], cube[2] - 0.005]
         if off < self.GRASP_XY and above < self.STRADDLE:
@@ -216,7 +207,7 @@ class StackExpert(PickExpert):
 
     def _leave(self, env: ManipulationEnv) -> np.ndarray:
         """cubeA sits on cubeB, out of the hand: open fully where it is, then rise."""
-        if gripper_closure(env) > self.OPENED:
+        if env.gripper_closure() > self.OPENED:
             self.phase = 6
             return np.array([0.0, 0.0, 0.0, 0.0, OPEN])
         self.phase = 7

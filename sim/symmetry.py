@@ -123,8 +123,9 @@ def inverse(g: GroupElement) -> GroupElement:
 
 
 class RotatedScene:
-    """The privileged state an expert reads (``object_pose``, ``ee_position``, ``goal_position``, ``reach_target``),
-    turned by ``g`` about the workspace centre; the world_goal offset is fixed to the world and stays as it is."""
+    """The state an expert reads (``object_pose``, ``ee_position``, ``ee_yaw``, ``gripper_closure``, ``goal_position``,
+    ``reach_target``), turned by ``g`` about the workspace centre; the world_goal offset is fixed to the world and
+    stays as it is."""
 
     def __init__(self, env, g: GroupElement) -> None:
         self.env, self.g = env, g
@@ -141,6 +142,13 @@ class RotatedScene:
 
     def ee_position(self) -> np.ndarray:
         return self._turn(self.env.ee_position())
+
+    def ee_yaw(self) -> float:
+        yaw = self.env.ee_yaw()
+        return (np.pi - yaw if self.g.flip else yaw) + self.g.angle
+
+    def gripper_closure(self) -> float:
+        return self.env.gripper_closure()  # a turn about the vertical leaves it as it is
 
     def goal_position(self) -> np.ndarray:
         offset = np.array([*self.env.variant.goal_offset(), 0.0])
