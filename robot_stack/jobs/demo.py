@@ -79,7 +79,7 @@ def train_config(cfg: DemoConfig, out: Path) -> Any:
     sized = {"total_steps": cfg.env_steps, "expert_episodes": cfg.expert_episodes, "eval_every": cfg.eval_every,
              "eval_episodes": cfg.eval_episodes, "seed": cfg.seed, "sac": {"bc_pretrain_updates":
              cfg.bc_pretrain_updates}, "out_dir": str(out), "resume": False, "progress": False,
-             "tensorboard": False, "export_onnx": True,
+             "tensorboard": False, "export_onnx": True, "eval_at_start": False,
              # one checkpoint, at the end: each one writes the whole replay buffer
              "checkpoint_every": cfg.env_steps + 1}
     data = config.read_yaml(config.LAUNCH_DIR / f"train_{cfg.task}.yaml")
