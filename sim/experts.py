@@ -177,13 +177,15 @@ class StackExpert(PickExpert):
     RELEASE_XY = 0.02  # cubeA sitting on cubeB this near its axis: let go (it stands; cubeB's top is 5 cm across)
     OVER_TOP = 0.03  # cubeA this near cubeB's axis overlaps cubeB's top: it may slide there, not rise first
     PLACED = 0.008  # cubeA this little above its seat: it sits
+    LEFT_XY = 0.025  # cubeA out of the hand this near cubeB's axis ...
+    LEFT_Z = 0.035  # ... and its centre this far above cubeB's: it was set down on cubeB
 
     def _act(self, env: ManipulationEnv) -> np.ndarray:
         cube, _ = env.object_pose(self.obj)
         base, _ = env.object_pose("cubeB")
         if self._holding(env):
             return self._place(env, cube, base)
-        if np.linalg.norm(cube[:2] - base[:2]) < 0.025 and cube[2] > base[2] + 0.035:  # on cubeB's top, let go
+        if np.linalg.norm(cube[:2] - base[:2]) < self.LEFT_XY and cube[2] > base[2] + self.LEFT_Z:
             return self._leave(env)
         return self._grasp(env)
 

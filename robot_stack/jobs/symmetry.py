@@ -74,11 +74,10 @@ def gap_rows(task: str, variants: list[str], strengths: list[float], layouts: in
              group: str = "C4", progress: bool = True, **sim_cfg: Any) -> list[dict[str, Any]]:
     """One row per (variant, strength) of ``sim.symmetry.variant_gaps``; ``none`` once, at strength 0."""
     from sim.symmetry import check_gap_task, variant_gaps
+    from sim.variants import check_task
 
     if layouts < 1 or episodes < 1:
         raise ConfigError(f"--layouts and --episodes must be at least 1, got {layouts} and {episodes}")
-    from sim.variants import check_task
-
     check_gap_task(task)
     runs = [("none", 0.0)] if "none" in variants else []
     runs += [(v, s) for v in variants if v != "none" for s in strengths]
