@@ -103,15 +103,17 @@ quiet() {
 checkpoint_words() {
     "$PY" - "$1" "$MAX_STEPS" << 'EOF'
 import json, sys
-import yaml
+
+import sim
+from robot_stack import config
+from robot_stack.jobs.train import TrainConfig
 from sim.env import TASK_DEFAULTS
 
-cfg = yaml.safe_load(open(sys.argv[1]))
-env = cfg.get("env") or {}
-task = cfg.get("task", "push")
-horizon = int(sys.argv[2] or env.get("horizon") or TASK_DEFAULTS[task].horizon)
-print(cfg.get("seed", 0), task, env.get("view", "workspace"), env.get("heightmap_size", 64), horizon, sep="\n")
-for key, value in (cfg.get("network") or {}).items():
+cfg = config.load(TrainConfig, sys.argv[1])
+env = sim.env_config(cfg.task, cfg.env)  # the run's env with SimConfig's defaults filled in
+horizon = int(sys.argv[2] or env.horizon or TASK_DEFAULTS[cfg.task].horizon)
+print(cfg.seed, cfg.task, env.view, env.heightmap_size, horizon, sep="\n")
+for key, value in cfg.network.items():
     print(f"network.{key}={value if isinstance(value, str) else json.dumps(value, separators=(',', ':'))}")
 EOF
 }
