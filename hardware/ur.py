@@ -91,6 +91,7 @@ class URConfig:
     tcp_mode: Literal["set", "check"] = "set"  # set TCP and payload at connect, or refuse a different TCP
     watchdog_hz: float = 10.0        # the controller stops the script when no command comes for 1/this s
     stall_timeout: float = 0.5       # s without a call from the loop before the stream stops feeding it
+    rt_priority: int = 80            # SCHED_FIFO priority of the streaming thread (1-99; 0: normal scheduling)
     move_timeout: float = 5.0        # s allowed beyond a reset move's expected duration
     gripper: Literal["digital", "robotiq"] = "digital"
     gripper_output: int = 0          # digital: standard digital output 0-7 driving the gripper (-1: none)
@@ -119,6 +120,9 @@ class URConfig:
         self._check_tcp_and_payload()
         _check_range("watchdog_hz", self.watchdog_hz, 1.0, 500.0, " Hz")
         _check_range("stall_timeout", self.stall_timeout, 0.01, 60.0, " s")
+        if not (isinstance(self.rt_priority, int) and 0 <= self.rt_priority <= 99):
+            raise ValueError(f"rt_priority must be an integer in [0, 99] (0: normal scheduling), got "
+                             f"{self.rt_priority!r}")
         _check_range("move_timeout", self.move_timeout, 0.1, 600.0, " s")
         if not -1 <= self.gripper_output <= 7:
             raise ValueError(f"gripper_output must be a standard digital output 0-7 or -1, got {self.gripper_output}")
@@ -254,7 +258,7 @@ class URArm(Arm):
                 raise
             raise ArmError(f"cannot connect to the UR controller at {cfg.host}: {exc}") from exc
         self.stream = ServoStream(self._send_servo, self._kick, self.rate_hz, cfg.stall_timeout, clock, log,
-                                  pace=(self.control.initPeriod, self.control.waitPeriod))
+                                  pace=(self.control.initPeriod, self.control.waitPeriod), rt_priority=cfg.rt_priority)
         self._homed = False
         self._grip_closed = False
         self._seen: tuple[np.ndarray, float, list[float]] | None = None  # world pos, yaw, base pose: last read
@@ -262,8 +266,9 @@ class URArm(Arm):
         self._wrist3_logged = False
         if stream_thread:
             self.stream.start()
-        self.log(f"UR {cfg.host}: streaming at {self.rate_hz:g} Hz, TCP {_fmt(cfg.tcp_offset)} "
-                 f"({cfg.tcp_mode}), payload {cfg.payload_mass:g} kg, watchdog {cfg.watchdog_hz:g} Hz; "
+        self.log(f"UR {cfg.host}: streaming at {self.rate_hz:g} Hz ({self.stream.scheduling}), "
+                 f"TCP {_fmt(cfg.tcp_offset)} ({cfg.tcp_mode}), payload {cfg.payload_mass:g} kg, "
+                 f"watchdog {cfg.watchdog_hz:g} Hz; "
                  "nothing moves until the first reset")
 
     # ---- connecting ----------------------------------------------------------------------------------------

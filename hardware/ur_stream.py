@@ -10,11 +10,18 @@ stops the arm ``1/watchdog_hz`` s later (a hung loop); a killed process stops ki
 the first reset, after a stop, during a reset's moves) it sends nothing and only kicks.
 
 ``tick`` is one period's work; ``start`` runs it in a thread paced by ur_rtde's ``initPeriod``/``waitPeriod``.
+
+**Timing.** A 500 Hz thread in a Python process that also runs the policy wakes late whenever the loop holds
+the CPU or the interpreter lock: on a 2-core box it missed its period by more than 20% in about 2% of periods
+(docs/deploy.md). So the thread asks the OS for real-time scheduling (``SCHED_FIFO`` at ``rt_priority``, as
+ur_rtde's own threads do, through ``robot_stack.runtime.realtime``; it is logged when refused), and while it
+runs the interpreter hands its lock to a waiting thread after ``GIL_SWITCH_S`` instead of 5 ms.
 """
 
 from __future__ import annotations
 
 import collections
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +29,10 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
+
+from robot_stack.runtime.realtime import fifo_priority
+
+GIL_SWITCH_S = 1e-4  # the interpreter's switch interval while a stream runs (CPython's default is 5 ms)
 
 
 class _Segment:
@@ -41,12 +52,13 @@ class _Segment:
 
 class ServoStream:
     """``send(pose) -> bool`` is the locked ``servoL`` with the stream's time; ``kick() -> bool`` the watchdog's.
-    ``pace`` is (``initPeriod``, ``waitPeriod``) for the thread."""
+    ``pace`` is (``initPeriod``, ``waitPeriod``) for the thread; ``rt_priority`` its ``SCHED_FIFO`` priority
+    (1-99; 0 keeps the OS's normal scheduling)."""
 
     def __init__(self, send: Callable[[list[float]], bool], kick: Callable[[], Any], rate_hz: float,
                  stall_timeout: float, clock: Callable[[], float], log: Callable[[str], None],
-                 pace: tuple[Callable[[], Any], Callable[[Any], None]] | None = None) -> None:
-        self.send, self.kick, self.rate_hz = send, kick, rate_hz
+                 pace: tuple[Callable[[], Any], Callable[[Any], None]] | None = None, rt_priority: int = 0) -> None:
+        self.send, self.kick, self.rate_hz, self.rt_priority = send, kick, rate_hz, rt_priority
         self.stall_timeout, self.clock, self.log, self.pace = stall_timeout, clock, log, pace
         self.lock = threading.Lock()
         self.servoing = False
@@ -58,6 +70,8 @@ class ServoStream:
         self.tick_times: collections.deque[float] = collections.deque(maxlen=200_000)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._switch_interval: float | None = None  # the interpreter's own, restored by stop
+        self.scheduling = "thread not started"  # what the thread got from the OS, for the operator and the bench
 
     # ---- the arm's side ------------------------------------------------------------------------------------
     def touch(self) -> None:
@@ -117,16 +131,32 @@ class ServoStream:
     def start(self) -> None:
         if self._thread is None:
             self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="ur-servo-stream", daemon=True)
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(min(GIL_SWITCH_S, self._switch_interval))
+            started = threading.Event()
+            self._thread = threading.Thread(target=self._run, args=(started,), name="ur-servo-stream", daemon=True)
             self._thread.start()
+            started.wait(timeout=2.0)
 
     def stop(self) -> None:
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=2.0)
             self._thread = None
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
-    def _run(self) -> None:
+    def _run(self, started: threading.Event) -> None:
+        with fifo_priority(self.rt_priority, log=self._log_refusal) as raised:
+            self.scheduling = f"SCHED_FIFO priority {self.rt_priority}" if raised else "normal scheduling"
+            started.set()
+            self._loop()
+
+    def _log_refusal(self, message: str) -> None:
+        self.log(f"UR stream: {message}; expect late periods while the loop computes (docs/deploy.md)")
+
+    def _loop(self) -> None:
         init, wait = self.pace if self.pace is not None else (time.monotonic, self._sleep_rest)
         while not self._stop.is_set():
             t_start = init()

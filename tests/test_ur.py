@@ -29,6 +29,7 @@ rtde_receive_interface.h, dashboard_client.h) and its pybind11 bindings:
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -269,6 +270,7 @@ def test_real_ur_launch_file_builds_the_arm_robot_stack_run_builds(monkeypatch):
     ("arm.ur.gripper_output=8", r"arm\.ur: gripper_output must be a standard digital output 0-7 or -1, got 8"),
     ("arm.ur.base_to_world=[[2,0,0,0],[0,1,0,0],[0,0,1,0],[0,0,0,1]]", r"arm\.ur: base_to_world must be a rigid"),
     ("arm.ur.home_wrist3_deg=280", r"arm\.ur: home_wrist3_deg must be in \[-270, 270\] deg"),
+    ("arm.ur.rt_priority=120", r"arm\.ur: rt_priority must be an integer in \[0, 99\]"),
 ])
 def test_a_bad_ur_config_is_a_clear_error_naming_the_key_before_connecting(monkeypatch, override, match):
     ctl = URControllerDouble(base_pose(HOME, tool_down(0.0), np.eye(4)))
@@ -280,11 +282,48 @@ def test_a_bad_ur_config_is_a_clear_error_naming_the_key_before_connecting(monke
 
 
 # ---- the streaming thread, for real ------------------------------------------------------------------------------
-def threaded(watchdog_hz: float = 10.0, stall_timeout: float = 0.2) -> tuple[URArm, URControllerDouble]:
+def threaded(watchdog_hz: float = 10.0, stall_timeout: float = 0.2,
+             log=lambda line: None) -> tuple[URArm, URControllerDouble]:
     ctl = URControllerDouble(base_pose(HOME, tool_down(0.0)), clock=RealClock(), move_settle=0.02)
     cfg = URConfig(host=HOST, home=HOME, base_to_world=BASE_TO_WORLD.tolist(), tcp_offset=[0.0] * 6,
                    payload_mass=1.0, watchdog_hz=watchdog_hz, stall_timeout=stall_timeout, speed=1.0)
-    return URArm(cfg, rtde=ctl.modules(), log=lambda line: None), ctl
+    return URArm(cfg, rtde=ctl.modules(), log=log), ctl
+
+
+def test_the_stream_thread_asks_for_real_time_priority_and_a_short_lock_handover_then_gives_the_latter_back(
+        monkeypatch):
+    asked = []
+    monkeypatch.setattr("os.sched_setscheduler",
+                        lambda pid, policy, param: asked.append((pid, policy, param.sched_priority)))
+    before = sys.getswitchinterval()
+    lines: list[str] = []
+    arm, _ = threaded(log=lines.append)
+    try:
+        assert asked[0] == (0, os.SCHED_FIFO, URConfig.rt_priority)  # 0: the calling thread, the stream's own
+        assert sys.getswitchinterval() <= 1e-4
+        assert any("streaming at 500 Hz (SCHED_FIFO priority 80)" in line for line in lines)
+    finally:
+        arm.close()
+    assert sys.getswitchinterval() == before
+
+
+def test_a_refused_real_time_priority_is_logged_and_the_stream_still_streams(monkeypatch):
+    def refuse(pid, policy, param):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr("os.sched_setscheduler", refuse)
+    lines: list[str] = []
+    arm, ctl = threaded(log=lines.append)
+    try:
+        arm.reset()
+        for _ in range(3):
+            arm.apply(ArmCommand(dpos=np.array([0.01, 0.0, 0.0])))
+            time.sleep(0.1)
+        assert len(ctl.servo_times) > 50 and not ctl.reported_stop()
+    finally:
+        arm.close()
+    assert any(line.startswith("UR stream: rt_priority 80: not permitted") for line in lines)
+    assert any("streaming at 500 Hz (normal scheduling)" in line for line in lines)
 
 
 def test_the_thread_streams_while_the_loop_calls_and_the_controller_stops_when_the_loop_stalls():
