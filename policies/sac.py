@@ -60,6 +60,9 @@ class SACConfig:
     bc_decay_updates: int = 0  # the BC weight fades linearly to 0 over this many updates; 0 = constant
     demo_fraction: float = 0.0  # share of every batch drawn from the expert transitions; 0 = uniform over the buffer
     bc_pretrain_updates: int = 0  # behaviour-cloning updates of the actor on the demonstrations before SAC starts
+    # the pre-training also fits the actor's std to its own error on the demonstrations (DART's noise level), so
+    # the first episodes explore around the cloned action at that scale instead of at the initial std of about 1
+    bc_pretrain_std: bool = False
     continuous_rotations: bool = False  # stored rotated copies by random angles instead of group elements
 
     def __post_init__(self) -> None:
@@ -91,6 +94,14 @@ def random_shift(hm: torch.Tensor, pad: int) -> torch.Tensor:
     base = torch.stack([base_x, base_y], dim=-1).unsqueeze(0).repeat(b, 1, 1, 1)
     shift = torch.randint(0, 2 * pad + 1, (b, 1, 1, 2), device=hm.device).to(hm.dtype) * 2.0 * eps
     return F.grid_sample(padded, base + shift, padding_mode="zeros", align_corners=False)
+
+
+def residual_nll(mean_pre_tanh: torch.Tensor, log_std: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """Gaussian negative log-likelihood of the cloned action's error, per action dim: minimised, ``exp(log_std)``
+    is the root-mean-square error of tanh(mean) (in action units). Give the mean detached: the likelihood must
+    not pull it off the demonstrations to explain them by a wider std."""
+    residual = torch.tanh(mean_pre_tanh) - action
+    return (log_std + 0.5 * residual ** 2 * torch.exp(-2.0 * log_std)).sum(-1).mean()
 
 
 class SAC:
@@ -149,10 +160,11 @@ class SAC:
         """One behaviour-cloning step of the actor's deployed action tanh(mean) toward demonstrated actions (the
         warm start before SAC); returns the loss."""
         batch = Batch.from_numpy(demos, self.device)
-        mean, _ = self.actor(self._augment(batch.heightmap), batch.vector)
+        mean, log_std = self.actor(self._augment(batch.heightmap), batch.vector)
         loss = bc_loss(mean, batch.action) + regularization(self.actor)
+        fit_std = residual_nll(mean.detach(), log_std, batch.action) if self.cfg.bc_pretrain_std else 0.0
         self.actor_opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss + fit_std).backward()
         self._clip(self.actor)
         self.actor_opt.step()
         return float(loss.detach())

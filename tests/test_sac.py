@@ -9,7 +9,7 @@ import torch
 from policies.core import sample_tanh_gaussian
 from policies.registry import build_algorithm
 from policies.replay_buffer import NStepAccumulator, ReplayBuffer, Transition, rotate_transition
-from policies.sac import SACConfig
+from policies.sac import SACConfig, residual_nll
 from robot_stack import config
 from robot_stack.jobs.train import TrainConfig, Trainer
 from robot_stack.symmetry import Group
@@ -164,3 +164,35 @@ def test_tiny_config_learns_toy_reach_beyond_random(tmp_path):
     assert result.step == 1600 and [e["step"] for e in result.evals] == [400, 800, 1200, 1600]
     assert learned >= random_rate + 0.3, (learned, random_rate)
 
+
+
+def test_the_std_fit_settles_on_the_cloned_actions_root_mean_square_error_per_dim():
+    gen = torch.Generator().manual_seed(0)
+    mean = torch.zeros(512, 5)
+    action = torch.randn(512, 5, generator=gen) * torch.tensor([0.05, 0.1, 0.2, 0.3, 0.4])
+    log_std = torch.zeros(1, 5, requires_grad=True)
+    opt = torch.optim.Adam([log_std], lr=0.05)
+    for _ in range(600):
+        opt.zero_grad()
+        residual_nll(mean, log_std.expand(512, 5), action).backward()
+        opt.step()
+    rms = action.pow(2).mean(0).sqrt()
+    assert torch.allclose(log_std.exp().detach()[0], rms, rtol=0.02)
+
+
+def test_bc_pretraining_with_the_std_fit_narrows_the_actor_and_without_it_leaves_the_std(tmp_path):
+    stds = {}
+    for fit in (False, True):
+        cfg = config.build(TrainConfig, {"env": {"heightmap_size": 16}, "network": TINY_NET, "expert_episodes": 2,
+                                         "out_dir": str(tmp_path / str(fit)),
+                                         "sac": {"batch_size": 16, "rotated_copies": 0, "bc_pretrain_std": fit}})
+        trainer = Trainer(cfg)
+        trainer.seed_expert_episodes()
+        agent, demos = trainer.agent, trainer.buffer.sample(16, demo_fraction=1.0)
+        hm, vec = agent._tensor(demos["heightmap"]), agent._tensor(demos["vector"])
+        before = agent.actor(hm, vec)[1].exp().mean().item()
+        for _ in range(300):
+            agent.pretrain_actor(trainer.buffer.sample(16, demo_fraction=1.0))
+        stds[fit] = (before, agent.actor(hm, vec)[1].exp().mean().item())
+    assert stds[True][1] < 0.5 * stds[True][0]
+    assert stds[False][1] > 0.7 * stds[False][0]

@@ -26,12 +26,14 @@ def _driver_periods(seconds: float, rt_priority: int | None = None) -> tuple[np.
     from hardware.ur import URArm, URConfig
     from hardware.ur_double import RealClock, URControllerDouble
     from robot_stack.devices import ArmCommand
+    from robot_stack.runtime.realtime import freeze_gc_in_main_thread
 
     ctl = URControllerDouble([0.5, 0.0, 0.15, 3.14159265, 0.0, 0.0], clock=RealClock(), move_settle=0.02)
     priority = {} if rt_priority is None else {"rt_priority": rt_priority}
     cfg = URConfig(host="double", tcp_offset=[0.0] * 6, payload_mass=0.0, speed=1.0, gripper_output=-1, **priority)
     arm = URArm(cfg, rtde=ctl.modules(), log=lambda line: None)
     rng = np.random.default_rng(0)
+    freeze_gc_in_main_thread()  # as the control loop does before its first period
     try:
         arm.reset()
         arm.stream.tick_times.clear()
