@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial.transform import Rotation, Slerp
+from scipy.spatial.transform import Rotation
 
 NORMAL, PROTECTIVE_STOP, ROBOT_EMERGENCY_STOP = 1, 3, 7
 UNLOCK_DELAY = 5.0  # s: a UR controller refuses to unlock a protective stop earlier
@@ -113,9 +113,11 @@ class _Pose:
                      _rz(-target_yaw) * rot)
 
     def blend(self, other: _Pose, s: float) -> _Pose:
-        rests = Slerp([0.0, 1.0], Rotation.concatenate([self.rest, other.rest]))
-        return _Pose(self.pos + s * (other.pos - self.pos), self.yaw + s * (other.yaw - self.yaw),
-                     rests([min(max(s, 0.0), 1.0)])[0])
+        """Linear in position and yaw, along the shortest arc in the rest rotation (scipy's Slerp, without
+        building one each time: the double runs it several times a period, in the streaming thread's time)."""
+        turn = (self.rest.inv() * other.rest).as_rotvec()
+        rest = self.rest * Rotation.from_rotvec(min(max(s, 0.0), 1.0) * turn) if turn.any() else self.rest
+        return _Pose(self.pos + s * (other.pos - self.pos), self.yaw + s * (other.yaw - self.yaw), rest)
 
 
 @dataclass
