@@ -46,6 +46,10 @@ class SACConfig:
     tau: float = 1e-2
     init_temperature: float = 1e-2
     target_entropy: float | None = None  # defaults to -action_dim
+    # the entropy bonus in the critic's target: off, Q is the discounted task return alone. With a sparse 0/1
+    # reward at the end of a 40-step episode and gamma 0.95, the bonus can outweigh the success in Q, and the
+    # actor then follows the entropy instead of the task; the actor's loss keeps its entropy term either way
+    backup_entropy: bool = True
     n_step: int = 1
     random_shift: int = 0  # DrQ pad in pixels; 0 = off
     rotation_aug: bool | None = None  # None = on for the cnn_aug family only
@@ -173,7 +177,10 @@ class SAC:
         with torch.no_grad():
             next_action, next_logp = sample_tanh_gaussian(*actor_dist(self.actor, next_hm, next_vec))
             tq1, tq2 = self.critic_target(next_hm, next_vec, next_action)
-            target = rew + disc * (torch.min(tq1, tq2) - self.alpha * next_logp)
+            next_q = torch.min(tq1, tq2)
+            if self.cfg.backup_entropy:
+                next_q = next_q - self.alpha * next_logp
+            target = rew + disc * next_q
         q1, q2 = self.critic(hm, vec, act)
         loss = F.mse_loss(q1, target) + F.mse_loss(q2, target) + regularization(self.critic)
         self.critic_opt.zero_grad(set_to_none=True)
