@@ -196,3 +196,25 @@ def test_bc_pretraining_with_the_std_fit_narrows_the_actor_and_without_it_leaves
         stds[fit] = (before, agent.actor(hm, vec)[1].exp().mean().item())
     assert stds[True][1] < 0.5 * stds[True][0]
     assert stds[False][1] > 0.7 * stds[False][0]
+
+
+@pytest.mark.parametrize("backup", [True, False])
+def test_the_temperature_reaches_the_critic_only_through_the_entropy_backup(tmp_path, backup):
+    cfg = config.build(TrainConfig, {"env": {"heightmap_size": 16}, "network": TINY_NET, "expert_episodes": 1,
+                                     "out_dir": str(tmp_path), "sac": {"batch_size": 8, "rotated_copies": 0,
+                                                                       "actor_warmup_updates": 5,
+                                                                       "backup_entropy": backup}})
+    trainer = Trainer(cfg)
+    trainer.seed_expert_episodes()
+    agent, batch = trainer.agent, trainer.buffer.sample(8)
+    start = agent.state_dict()
+    critics = []
+    for log_alpha in (-5.0, 2.0):
+        agent.load_state_dict(start)
+        with torch.no_grad():
+            agent.log_alpha.fill_(log_alpha)
+        torch.manual_seed(0)
+        agent.update(batch)  # critic only: the actor waits
+        critics.append([p.detach().clone() for p in agent.critic.parameters()])
+    same = all(torch.equal(a, b) for a, b in zip(*critics, strict=True))
+    assert same is not backup
