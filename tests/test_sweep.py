@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 import socket
@@ -11,7 +12,16 @@ import numpy as np
 import pytest
 
 from robot_stack import cli, config
-from robot_stack.jobs.sweep import SweepConfig, SweepError, confidence_band, read_results, run_sweep
+from robot_stack.jobs.grid import Trial
+from robot_stack.jobs.sweep import (
+    SweepConfig,
+    SweepError,
+    confidence_band,
+    plot_relaxed_spread,
+    read_results,
+    relaxed_spread_rows,
+    run_sweep,
+)
 from robot_stack.provenance import source_commit
 
 TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},
@@ -59,10 +69,31 @@ def test_two_by_two_grid_on_local_ray_writes_csv_and_png(tmp_path):
     assert sorted({r["step"] for r in rows}) == [8, 16]
     assert all(0.0 <= r["success_rate"] <= 1.0 for r in rows)
     assert len((out / "final.csv").read_text().splitlines()) == 5
-    for png in ("learning_curves.png", "relaxed_weights.png"):
+    for png in ("learning_curves.png", "relaxed_weights.png", "relaxed_spread.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with open(out / "relaxed_spread.csv", newline="") as fh:
+        spread = list(csv.DictReader(fh))
+    assert spread and {r["family"] for r in spread} == {"relaxed"} and {r["seed"] for r in spread} == {"0", "1"}
     (started,) = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
     assert started["job"] == "sweep" and started["trials"] == 4 and started["commit"] == source_commit()
+
+
+def _relaxed_result(spreads: list[float]) -> dict:
+    return {"evals": [], "relaxed_weights": [{"layer": i, "spread": s, "weights": [[1.0]]} for i, s in
+                                             enumerate(spreads)]}
+
+
+@pytest.mark.parametrize("variants", [["0", "0.5", "1"], ["none", "wall"]])
+def test_the_relaxed_spread_is_tabled_per_layer_and_plotted_against_the_variant(tmp_path, variants):
+    trials = [Trial(f"{f}_{v}_s{s}", f, s, v) for v in variants for f in ("relaxed", "exact") for s in (0, 1)]
+    results = [_relaxed_result([0.1 * i + s, 0.2]) if t.family == "relaxed" else _relaxed_result([])
+               for i, t in enumerate(trials) for s in [t.seed * 0.01]]
+    rows = relaxed_spread_rows(trials, results)
+    assert len(rows) == 2 * 2 * len(variants)  # layers x seeds x variants, relaxed only
+    assert {r["family"] for r in rows} == {"relaxed"} and {r["layer"] for r in rows} == {0, 1}
+    assert [r["spread"] for r in rows if r["layer"] == 1] == [0.2] * 2 * len(variants)
+    plot_relaxed_spread(rows, [t.variant for t in trials], tmp_path / "spread.png")
+    assert (tmp_path / "spread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_an_unknown_job_is_an_error_naming_it_and_the_known_ones(capsys):

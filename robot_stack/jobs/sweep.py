@@ -6,8 +6,10 @@ Every trial is a Ray task (Ray core) that runs ``robot_stack.jobs.train`` (or, f
 offline``'s ``run_job``) with progress bars and export off. A ``job: train`` sweep writes
 ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv`` (one row per trial),
 ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95% t-confidence band, one panel per
-variant) and ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
-relaxed actor, per layer and bank, as ``robot_stack.plotting.weight_grid`` draws them). A ``job: offline`` sweep
+variant), ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
+relaxed actor, per layer and bank, as ``robot_stack.plotting.weight_grid`` draws them) and
+``<out_dir>/relaxed_spread.csv/.png`` (each relaxed layer's spread over the group against the variant, which is a
+breaking strength in the symmetry sweeps). A ``job: offline`` sweep
 writes ``results.csv`` (one row per trial), ``success_vs_size.png`` and ``table.md``.
 
 What differs between the two kinds lives in one table, ``JOBS``: a new kind of sweep is one ``Job`` entry there.
@@ -25,10 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from robot_stack import config, provenance
+from robot_stack import config, plotting, provenance
 from robot_stack.jobs import grid, sweep_offline
 from robot_stack.jobs.grid import NO_VARIANT, SweepError, Trial, base_config, confidence_band, draw_curves
-from robot_stack.plotting import pyplot, weight_grids
+from robot_stack.plotting import pyplot, save_figure, weight_grids
 from robot_stack.tables import write_rows
 
 
@@ -173,11 +175,14 @@ def write_train_outputs(out: Path, trials: list[Trial], results: list[dict[str, 
     write_results(out, trials, results)
     plot_learning_curves(out / "results.csv", out / "learning_curves.png")
     plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
+    spread = relaxed_spread_rows(trials, results)
+    write_rows(out / "relaxed_spread.csv", spread, SPREAD_FIELDS)
+    plot_relaxed_spread(spread, [t.variant for t in trials], out / "relaxed_spread.png")
 
 
 JOBS: dict[str, Job] = {
     "train": Job(check_train, make_train_trials, run_trial, final_success, write_train_outputs,
-                 "results.csv, final.csv, learning_curves.png, relaxed_weights.png"),
+                 "results.csv, final.csv, learning_curves.png, relaxed_weights.png, relaxed_spread.csv/.png"),
     "offline": Job(sweep_offline.check_offline, sweep_offline.make_offline_trials, sweep_offline.run_offline_trial,
                    sweep_offline.trial_success, sweep_offline.write_offline_outputs,
                    "results.csv, success_vs_size.png, table.md", failure=sweep_offline.failed_trial, resumable=True,
@@ -318,6 +323,53 @@ def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
+
+
+SPREAD_FIELDS = ("family", "variant", "seed", "layer", "spread")
+
+
+def relaxed_spread_rows(trials: list[Trial], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per relaxed trial and layer: the spread of its weights over the group (0 = exactly equivariant)."""
+    return [{"family": t.family, "variant": t.variant, "seed": t.seed, "layer": row["layer"],
+             "spread": round(row["spread"], 5)}
+            for t, r in zip(trials, results, strict=True) for row in r["relaxed_weights"]]
+
+
+def plot_relaxed_spread(rows: list[dict[str, Any]], variants: list[str], png_path: Path) -> None:
+    """Each relaxed layer's spread against the variant, mean over seeds with its 95% band, a panel per relaxed
+    family: where the sweep's variants are breaking strengths, which layers give up equivariance as the symmetry
+    breaks."""
+    plt = pyplot()
+    order = list(dict.fromkeys(variants))
+    numeric = all(_is_number(v) for v in order)
+    x_of = {v: float(v) if numeric else i for i, v in enumerate(order)}
+    families = sorted({r["family"] for r in rows}) or ["no relaxed-family trials in this sweep"]
+    fig, axes = plt.subplots(1, len(families), figsize=(5 * len(families), 3.8), squeeze=False)
+    for ax, family in zip(axes[0], families, strict=True):
+        lines = {}
+        for layer in sorted({r["layer"] for r in rows if r["family"] == family}):
+            sel = [r for r in rows if (r["family"], r["layer"]) == (family, layer)]
+            present = [v for v in order if any(r["variant"] == v for r in sel)]
+            stats = [confidence_band(np.array([r["spread"] for r in sel if r["variant"] == v])) for v in present]
+            mean = np.array([m for m, _ in stats], dtype=float)
+            half = np.array([h for _, h in stats], dtype=float)
+            lines[f"layer {layer}"] = (np.array([x_of[v] for v in present]), mean, mean - half, mean + half)
+        plotting.draw_curves(ax, lines, marker="o", markersize=4)
+        ax.set_title(f"{family}: relaxed weights' spread")
+        ax.set_xlabel("breaking strength" if numeric else "variant")
+        ax.set_ylabel("spread over the group (mean, 95% CI; 0 = equivariant)")
+        if not numeric:
+            ax.set_xticks(range(len(order)), order)
+    save_figure(fig, png_path)
+    plt.close(fig)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def plot_relaxed_weights(trials: list[Trial], results: list[dict[str, Any]], png_path: Path) -> None:
