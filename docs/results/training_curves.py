@@ -3,8 +3,10 @@
 Usage: ``python docs/results/training_curves.py OUT_PREFIX SOURCE [SOURCE ...]`` writes OUT_PREFIX.csv (the sweep's
 columns: family, variant, seed, step, success_rate, return) and OUT_PREFIX.png (mean and 95% band over seeds per
 family, ``robot_stack.jobs.sweep.plot_learning_curves``). A SOURCE is a run folder holding the run's checkpoint.pt,
-or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead of the network family, and
-``LABEL=CSV:FAMILY:VARIANT`` keeps only that family's and variant's rows of a CSV (to set old results beside new).
+or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead of the network family,
+``LABEL=CSV:FAMILY:VARIANT`` keeps only that family's and variant's rows of a CSV (to set old results beside new),
+and ``SOURCE@VARIANT`` puts its rows under VARIANT (e.g. a breaking strength). When relaxed run folders are among the
+sources, OUT_PREFIX_spread.csv/.png hold their layers' spread against the variant (``plot_relaxed_spread``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from robot_stack.jobs.sweep import CSV_FIELDS, plot_learning_curves, read_results
+from robot_stack.jobs.grid import Trial
+from robot_stack.jobs.sweep import (
+    CSV_FIELDS,
+    SPREAD_FIELDS,
+    plot_learning_curves,
+    plot_relaxed_spread,
+    read_results,
+    relaxed_spread_rows,
+    relaxed_weights,
+)
 from robot_stack.jobs.train import read_checkpoint
 from robot_stack.tables import write_rows
 
@@ -34,10 +45,28 @@ def source_rows(source: str) -> list[dict]:
     label, _, spec = source.rpartition("=")
     path, *select = spec.split(":")
     family, variant = (select + [None, None])[:2]
+    path, _, as_variant = path.partition("@")
     rows = csv_rows(Path(path), family, variant) if path.endswith(".csv") else run_rows(Path(path))
     for row in rows:
         row["family"] = label or row["family"]
+        row["variant"] = as_variant or row["variant"]
     return rows
+
+
+def spread_rows(sources: list[str]) -> list[dict]:
+    """The relaxed layers' spread of every relaxed run folder among ``sources`` (``relaxed_spread_rows``)."""
+    from policies.checkpoint import load_actor
+
+    trials, results = [], []
+    for source in sources:
+        path, _, as_variant = source.rpartition("=")[2].partition("@")
+        if path.endswith(".csv"):
+            continue
+        cfg = read_checkpoint(Path(path) / "checkpoint.pt")["config"]
+        variant = as_variant or str(cfg.get("env", {}).get("variant", "none"))
+        trials.append(Trial(path, cfg["network"]["family"], cfg["seed"], variant))
+        results.append({"relaxed_weights": relaxed_weights(load_actor(Path(path) / "checkpoint.pt")[0])})
+    return relaxed_spread_rows(trials, results)
 
 
 def main(prefix: str, sources: list[str]) -> None:
@@ -46,6 +75,12 @@ def main(prefix: str, sources: list[str]) -> None:
     write_rows(csv_path, rows, CSV_FIELDS)
     plot_learning_curves(csv_path, png_path)
     print(f"wrote {csv_path} ({len(rows)} rows) and {png_path}")
+    spread = spread_rows(sources)
+    if spread:
+        spread_csv, spread_png = Path(prefix + "_spread.csv"), Path(prefix + "_spread.png")
+        write_rows(spread_csv, spread, SPREAD_FIELDS)
+        plot_relaxed_spread(spread, [r["variant"] for r in spread], spread_png)
+        print(f"wrote {spread_csv} ({len(spread)} rows) and {spread_png}")
 
 
 if __name__ == "__main__":
