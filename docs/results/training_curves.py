@@ -12,6 +12,7 @@ sources, OUT_PREFIX_spread.csv/.png hold their layers' spread against the varian
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from robot_stack.jobs.grid import Trial
@@ -41,41 +42,60 @@ def csv_rows(path: Path, family: str | None, variant: str | None) -> list[dict]:
             if (family is None or r["family"] == family) and (variant is None or r["variant"] == variant)]
 
 
-def source_rows(source: str) -> list[dict]:
-    label, _, spec = source.rpartition("=")
-    path, *select = spec.split(":")
-    family, variant = (select + [None, None])[:2]
-    path, _, as_variant = path.partition("@")
-    rows = csv_rows(Path(path), family, variant) if path.endswith(".csv") else run_rows(Path(path))
+@dataclass(frozen=True)
+class Source:
+    """One SOURCE argument: ``[LABEL=]PATH[:FAMILY[:VARIANT]][@AS_VARIANT]``."""
+
+    label: str
+    path: Path
+    family: str | None  # CSV only: keep this family's rows
+    variant: str | None  # CSV only: keep this variant's rows
+    as_variant: str  # put the rows under this variant ("" keeps theirs)
+
+    @classmethod
+    def parse(cls, text: str) -> Source:
+        label, _, spec = text.rpartition("=")
+        spec, _, as_variant = spec.partition("@")
+        path, *select = spec.split(":")
+        family, variant = (select + [None, None])[:2]
+        return cls(label, Path(path), family, variant, as_variant)
+
+    @property
+    def is_csv(self) -> bool:
+        return self.path.suffix == ".csv"
+
+
+def source_rows(src: Source) -> list[dict]:
+    rows = csv_rows(src.path, src.family, src.variant) if src.is_csv else run_rows(src.path)
     for row in rows:
-        row["family"] = label or row["family"]
-        row["variant"] = as_variant or row["variant"]
+        row["family"] = src.label or row["family"]
+        row["variant"] = src.as_variant or row["variant"]
     return rows
 
 
-def spread_rows(sources: list[str]) -> list[dict]:
-    """The relaxed layers' spread of every relaxed run folder among ``sources`` (``relaxed_spread_rows``)."""
+def run_spread(src: Source, rows: list[dict]) -> list[dict]:
+    """The relaxed layers' spread of the run folder ``src``, under the family, variant and seed its ``rows`` carry
+    (none for a CSV, a run without evals, or a family without relaxed layers)."""
     from policies.checkpoint import load_actor
 
-    trials, results = [], []
-    for source in sources:
-        path, _, as_variant = source.rpartition("=")[2].partition("@")
-        if path.endswith(".csv"):
-            continue
-        cfg = read_checkpoint(Path(path) / "checkpoint.pt")["config"]
-        variant = as_variant or str(cfg.get("env", {}).get("variant", "none"))
-        trials.append(Trial(path, cfg["network"]["family"], cfg["seed"], variant))
-        results.append({"relaxed_weights": relaxed_weights(load_actor(Path(path) / "checkpoint.pt")[0])})
-    return relaxed_spread_rows(trials, results)
+    if src.is_csv or not rows:
+        return []
+    head = rows[0]
+    trial = Trial(str(src.path), head["family"], head["seed"], head["variant"])
+    actor = load_actor(src.path / "checkpoint.pt")[0]
+    return relaxed_spread_rows([trial], [{"relaxed_weights": relaxed_weights(actor)}])
 
 
-def main(prefix: str, sources: list[str]) -> None:
-    rows = [row for source in sources for row in source_rows(source)]
+def main(prefix: str, texts: list[str]) -> None:
+    rows, spread = [], []
+    for src in map(Source.parse, texts):
+        src_rows = source_rows(src)
+        rows += src_rows
+        spread += run_spread(src, src_rows)
     csv_path, png_path = Path(prefix + ".csv"), Path(prefix + ".png")
     write_rows(csv_path, rows, CSV_FIELDS)
     plot_learning_curves(csv_path, png_path)
     print(f"wrote {csv_path} ({len(rows)} rows) and {png_path}")
-    spread = spread_rows(sources)
     if spread:
         spread_csv, spread_png = Path(prefix + "_spread.csv"), Path(prefix + "_spread.png")
         write_rows(spread_csv, spread, SPREAD_FIELDS)
