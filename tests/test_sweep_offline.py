@@ -239,6 +239,11 @@ def test_a_stopped_grid_keeps_its_rows_and_a_rerun_runs_only_the_rest(tmp_path, 
                                 overrides={**TINY, "steps": 5}))
     assert grid.saved_result(cfg.run_dir, changed[0]) is None  # another config: the trial runs again
     assert grid.saved_result(cfg.run_dir, trials[0]) == _row({})
+    retuned = make_trials(sweep(tmp_path, [str(stores[0]), {"name": "big", "path": str(stores[1])}],
+                                overrides={**TINY, "cql": {"alpha": 5.0}}))
+    assert [t.algo for t in trials] == ["bc", "cql", "bc", "cql"]
+    assert grid.saved_result(cfg.run_dir, retuned[0]) == _row({})  # BC's trial: CQL's settings are not its config
+    assert grid.saved_result(cfg.run_dir, retuned[1]) is None  # CQL's trial runs again
 
 
 @pytest.mark.parametrize("failure, kept", [

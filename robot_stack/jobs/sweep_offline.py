@@ -22,7 +22,8 @@ again on the next start. Outputs in the sweep's out_dir: ``results.csv`` (one ro
 ``success_vs_size.png`` (success against dataset size, one panel per algo, one line per family, mean over seeds
 with a 95% t-band, the random policy dashed) and ``table.md`` (the same as a markdown table), rewritten after
 every finished trial. Each finished trial's result is kept in ``trials/<label>/result.json``: run the same sweep
-again and only the trials without one (or whose config, store content or resolved sim config changed since) run.
+again and only the trials without one (or whose config, store content or resolved sim config changed since) run;
+a trial's config holds its own algorithm's section only, so retuning CQL leaves the kept IQL and BC trials as they are.
 """
 
 from __future__ import annotations
@@ -190,6 +191,8 @@ def _job_config(base: dict[str, Any], trial: Trial, run_dir: Path) -> dict[str, 
     data = config.apply_overrides(base, [f"algo={trial.algo}", *family_overrides(trial.family),
                                          f"seed={trial.seed}", "progress=false", "export=false"])
     data.update(datasets=[trial.dataset.path], out_dir=str(run_dir / "trials"), name=trial.label)
+    # the other algorithms' settings do not reach this trial: changing them must not make its kept result stale
+    data.update({algo: {} for algo in ALGOS if algo != trial.algo})
     return config.to_dict(config.build(OfflineJob, data))
 
 
