@@ -383,7 +383,10 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
         lines = {family: _curve(x, [cells.get((algo, family, d), NOT_RUN) for d in datasets])
                  for family in dict.fromkeys(f for a, f, _ in cells if a == algo)}
         lines["random"] = _curve(x, [rand[d] for d in datasets])
-        draw_curves(ax, lines, styles={"random": {"color": "grey", "ls": "--"}}, band_alpha=0.2, marker="o")
+        if len(datasets) == 1:  # a band over one x is invisible: points with error bars instead
+            _draw_points(ax, lines)
+        else:
+            draw_curves(ax, lines, styles={"random": {"color": "grey", "ls": "--"}}, band_alpha=0.2, marker="o")
         ax.set_title(algo)
         ax.set_xticks(x, [str(rand[d].transitions) if d == str(rand[d].transitions) else f"{d}\n({rand[d].transitions})"
                           for d in datasets])
@@ -393,6 +396,17 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
+
+
+def _draw_points(ax: Any, lines: dict[str, tuple[np.ndarray, ...]]) -> None:
+    """One point per family with its 95% band as an error bar (clipped to [0, 1]), side by side."""
+    offsets = np.linspace(-0.25, 0.25, len(lines))
+    for offset, (name, (x, mean, low, high)) in zip(offsets, lines.items(), strict=True):
+        below, above = mean - np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0) - mean
+        ax.errorbar(x + offset, mean, yerr=[below, above], fmt="o", capsize=4, label=name,
+                    **({"color": "grey"} if name == "random" else {}))
+    ax.set_xlim(-0.5, 0.5)
+    ax.legend(fontsize=8)
 
 
 def _curve(x: np.ndarray, cells: list[Cell]) -> tuple[np.ndarray, ...]:
