@@ -26,12 +26,18 @@ Curve = tuple[Any, Any, Any, Any]
 
 def draw_curves(ax: Any, lines: dict[str, Curve], *, styles: dict[str, dict[str, Any]] | None = None,
                 band_alpha: float = 0.25, legend: bool = True, **style: Any) -> None:
-    """A line per label with its band filled from low to high in the line's colour. ``style`` (``ax.plot``
-    keywords) applies to every line, ``styles[label]`` to one; axis labels, limits and the title stay with the
-    caller."""
+    """A line per label with its band filled from low to high in the line's colour; a line of one point with a band
+    is that point with an error bar (a band over one x would not show). ``style`` (``ax.plot`` keywords) applies to
+    every line, ``styles[label]`` to one; axis labels, limits and the title stay with the caller."""
     for label, (x, y, low, high) in lines.items():
-        (line,) = ax.plot(x, y, label=label, **{**style, **(styles or {}).get(label, {})})
-        if low is not None and high is not None:
+        kwargs = {**style, **(styles or {}).get(label, {})}
+        has_band = low is not None and high is not None
+        if has_band and np.size(x) == 1:
+            ax.errorbar(x, y, yerr=[np.subtract(y, low), np.subtract(high, y)], label=label, capsize=4,
+                        **{"marker": "o", **kwargs})
+            continue
+        (line,) = ax.plot(x, y, label=label, **kwargs)
+        if has_band:
             ax.fill_between(x, low, high, color=line.get_color(), alpha=band_alpha, lw=0)
     if legend and lines:
         ax.legend(fontsize=8)

@@ -23,6 +23,20 @@ def test_a_band_is_filled_between_low_and_high_in_its_line_colour():
     pyplot().close(fig)
 
 
+def test_a_one_point_line_with_a_band_is_drawn_as_an_error_bar():
+    from matplotlib.container import ErrorbarContainer
+
+    fig, ax = pyplot().subplots()
+    draw_curves(ax, {"one": (np.array([0.0]), np.array([0.4]), np.array([0.1]), np.array([0.9])),
+                     "many": (np.arange(2.0), np.array([0.2, 0.3]), np.zeros(2), np.ones(2))})
+    (bar,) = [c for c in ax.containers if isinstance(c, ErrorbarContainer)]
+    assert bar.get_label() == "one"
+    segment = bar.lines[2][0].get_segments()[0]
+    assert np.allclose(segment[:, 1], [0.1, 0.9])  # the bar spans the band, low to high
+    assert len(ax.collections) == 2  # the error bar's segments and the other line's filled band
+    pyplot().close(fig)
+
+
 def _rgb(color: str) -> tuple[float, ...]:
     from matplotlib.colors import to_rgb
 

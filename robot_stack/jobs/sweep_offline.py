@@ -383,10 +383,11 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
         lines = {family: _curve(x, [cells.get((algo, family, d), NOT_RUN) for d in datasets])
                  for family in dict.fromkeys(f for a, f, _ in cells if a == algo)}
         lines["random"] = _curve(x, [rand[d] for d in datasets])
-        if len(datasets) == 1:  # a band over one x is invisible: points with error bars instead
-            _draw_points(ax, lines)
-        else:
-            draw_curves(ax, lines, styles={"random": {"color": "grey", "ls": "--"}}, band_alpha=0.2, marker="o")
+        if len(datasets) == 1:  # one point per family, each with its error bar: side by side, not on top
+            lines = {name: (cx + offset, *rest) for offset, (name, (cx, *rest))
+                     in zip(np.linspace(-0.25, 0.25, len(lines)), lines.items(), strict=True)}
+            ax.set_xlim(-0.5, 0.5)
+        draw_curves(ax, lines, styles={"random": {"color": "grey", "ls": "--"}}, band_alpha=0.2, marker="o")
         ax.set_title(algo)
         ax.set_xticks(x, [str(rand[d].transitions) if d == str(rand[d].transitions) else f"{d}\n({rand[d].transitions})"
                           for d in datasets])
@@ -398,22 +399,11 @@ def plot_success_vs_size(csv_path: Path, png_path: Path) -> None:
     plt.close(fig)
 
 
-def _draw_points(ax: Any, lines: dict[str, tuple[np.ndarray, ...]]) -> None:
-    """One point per family with its 95% band as an error bar (clipped to [0, 1]), side by side."""
-    offsets = np.linspace(-0.25, 0.25, len(lines))
-    for offset, (name, (x, mean, low, high)) in zip(offsets, lines.items(), strict=True):
-        below, above = mean - np.clip(low, 0.0, 1.0), np.clip(high, 0.0, 1.0) - mean
-        ax.errorbar(x + offset, mean, yerr=[below, above], fmt="o", capsize=4, label=name,
-                    **({"color": "grey"} if name == "random" else {}))
-    ax.set_xlim(-0.5, 0.5)
-    ax.legend(fontsize=8)
-
-
 def _curve(x: np.ndarray, cells: list[Cell]) -> tuple[np.ndarray, ...]:
-    """x, the mean over seeds per dataset, and its 95% band."""
+    """x, the mean over seeds per dataset, and its 95% band (clipped to [0, 1], where a success rate lies)."""
     mean = np.array([c.mean for c in cells])
     half = np.array([c.half for c in cells])
-    return x, mean, mean - half, mean + half
+    return x, mean, np.clip(mean - half, 0.0, 1.0), np.clip(mean + half, 0.0, 1.0)
 
 
 def write_offline_outputs(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
