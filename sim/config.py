@@ -35,6 +35,9 @@ class SimConfig:
     variant: str = "none"
     # in [0, 1]: 0 = symmetric, 1 = the strongest setting (sim/variants.py); None = the variant's default strength
     variant_strength: float | None = None
+    # True: each reset turns the gripper by a yaw drawn uniformly from a half turn (the fingers look alike after one),
+    # so the gripper drawn in the gripper-centred view shows no world direction; False: every episode starts at yaw 0
+    random_start_yaw: bool = False
     depth_noise_std: float = 0.0  # metres, Gaussian, like a real sensor's depth jitter
     depth_dropout: float = 0.0  # fraction of pixels reported as 0 (no return)
     dpos: float = 0.0

@@ -97,6 +97,8 @@ class ManipulationEnv(gym.Env):
                                                   for f in self.observation_spec.fields})
         self.action_space = gym.spaces.Box(-1.0, 1.0, (self.action_spec.dim,), np.float32)
         self._np_random = np.random.default_rng(cfg.seed)
+        # its own stream, so that a random start yaw leaves the layouts of a seed as they are
+        self._yaw_random = np.random.default_rng(None if cfg.seed is None else cfg.seed + 2)
         self._steps = 0
         self._last_depth: np.ndarray | None = None
         self._observed_state: ArmState | None = None
@@ -119,10 +121,12 @@ class ManipulationEnv(gym.Env):
         if seed is not None:
             self._np_random = np.random.default_rng(seed)
             self.camera.seed(seed + 1)
+            self._yaw_random = np.random.default_rng(seed + 2)
         options = options or {}
         unknown = sorted(set(options) - {"layout"})
         if unknown:
             raise ValueError(f"unknown reset options {unknown}; valid: ['layout']")
+        self._robot.init_qpos = self._start_qpos()
         self._rs.reset()
         layout = options.get("layout") or self.sample_layout()
         self._place(layout)
@@ -419,4 +423,13 @@ class ManipulationEnv(gym.Env):
             if np.linalg.norm(delta) < 1e-3:
                 break
             self.apply_metric(np.clip(delta, -0.05, 0.05), 0.0, -1.0)
-        self._robot.init_qpos = np.array(self._data.qpos[self._robot._ref_joint_pos_indexes])
+        self._home_qpos = np.array(self._data.qpos[self._robot._ref_joint_pos_indexes])
+        self._robot.init_qpos = self._home_qpos.copy()
+
+    def _start_qpos(self) -> np.ndarray:
+        """The home joint pose, with the wrist (the last arm joint turns the ee about the vertical) at a random yaw
+        when ``random_start_yaw`` is set."""
+        qpos = self._home_qpos.copy()
+        if self.cfg.random_start_yaw:
+            qpos[-1] += self._yaw_random.uniform(-math.pi / 2, math.pi / 2)
+        return qpos

@@ -270,3 +270,18 @@ def test_box_size_is_the_cube_the_scene_built(reach_env):
     size = base.box_size("cube")
     geom = mujoco.mj_name2id(base._model, mujoco.mjtObj.mjOBJ_GEOM, "cube_g0")
     assert np.allclose(size, 2 * base._model.geom_size[geom]) and np.all((size >= 0.04) & (size <= 0.044))
+
+
+def test_random_start_yaw_turns_the_drawn_gripper_and_keeps_the_layouts():
+    runs = {}
+    for rand in (False, True):
+        env = sim.make_env("push", view="gripper", heightmap_size=32, random_start_yaw=rand)
+        runs[rand] = [(*env.reset(seed=s), env.ee_yaw()) for s in range(4)]
+        env.close()
+    fixed_yaws, random_yaws = ([yaw for *_, yaw in runs[rand]] for rand in (False, True))
+    home = fixed_yaws[0]
+    assert np.allclose(fixed_yaws, home)
+    assert np.ptp(random_yaws) > 0.3 and all(abs(y - home) <= np.pi / 2 + 1e-6 for y in random_yaws)
+    for (obs_fixed, info_fixed, _), (obs_rand, info_rand, _) in zip(runs[False], runs[True], strict=True):
+        assert info_fixed["layout"] == info_rand["layout"]
+        assert not np.allclose(obs_fixed["heightmap"], obs_rand["heightmap"])
