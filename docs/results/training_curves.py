@@ -6,11 +6,13 @@ family, ``robot_stack.jobs.sweep.plot_learning_curves``). A SOURCE is a run fold
 or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead of the network family,
 ``LABEL=CSV:FAMILY:VARIANT`` keeps only that family's and variant's rows of a CSV (to set old results beside new),
 and ``SOURCE@VARIANT`` puts its rows under VARIANT (e.g. a breaking strength). When relaxed run folders are among the
-sources, OUT_PREFIX_spread.csv/.png hold their layers' spread against the variant (``plot_relaxed_spread``).
+sources, OUT_PREFIX_spread.csv/.png hold their layers' spread against the variant (``plot_relaxed_spread``); a CSV
+with the spread's columns (an earlier OUT_PREFIX_spread.csv) adds its rows to that spread, not to the curves.
 """
 
 from __future__ import annotations
 
+import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +39,8 @@ def run_rows(run: Path) -> list[dict]:
              "success_rate": ev["success_rate"], "return": round(ev["return"], 4)} for ev in state["evals"]]
 
 
-def csv_rows(path: Path, family: str | None, variant: str | None) -> list[dict]:
-    return [{k: r[k] for k in CSV_FIELDS} for r in read_results(path)
-            if (family is None or r["family"] == family) and (variant is None or r["variant"] == variant)]
+def csv_rows(src: Source) -> list[dict]:
+    return [{k: r[k] for k in CSV_FIELDS} for r in read_results(src.path) if src.keeps(r)]
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,32 @@ class Source:
     def is_csv(self) -> bool:
         return self.path.suffix == ".csv"
 
+    def keeps(self, row: dict) -> bool:
+        """A CSV row of the family and variant this source selects."""
+        return (self.family is None or row["family"] == self.family) and (
+            self.variant is None or row["variant"] == self.variant)
+
+    @property
+    def is_spread_csv(self) -> bool:
+        if not self.is_csv:
+            return False
+        with open(self.path, newline="") as fh:
+            return tuple(next(csv.reader(fh), ())) == SPREAD_FIELDS
+
 
 def source_rows(src: Source) -> list[dict]:
-    rows = csv_rows(src.path, src.family, src.variant) if src.is_csv else run_rows(src.path)
+    rows = csv_rows(src) if src.is_csv else run_rows(src.path)
     for row in rows:
         row["family"] = src.label or row["family"]
         row["variant"] = src.as_variant or row["variant"]
     return rows
+
+
+def spread_csv_rows(src: Source) -> list[dict]:
+    with open(src.path, newline="") as fh:
+        rows = [{**r, "seed": int(r["seed"]), "layer": int(r["layer"]), "spread": float(r["spread"])}
+                for r in csv.DictReader(fh)]
+    return [{**r, "variant": src.as_variant or r["variant"]} for r in rows if src.keeps(r)]
 
 
 def run_spread(src: Source, rows: list[dict]) -> list[dict]:
@@ -89,6 +109,9 @@ def run_spread(src: Source, rows: list[dict]) -> list[dict]:
 def main(prefix: str, texts: list[str]) -> None:
     rows, spread = [], []
     for src in map(Source.parse, texts):
+        if src.is_spread_csv:
+            spread += spread_csv_rows(src)
+            continue
         src_rows = source_rows(src)
         rows += src_rows
         spread += run_spread(src, src_rows)
