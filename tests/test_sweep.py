@@ -14,15 +14,19 @@ import pytest
 from robot_stack import cli, config
 from robot_stack.jobs.grid import Trial
 from robot_stack.jobs.sweep import (
+    CSV_FIELDS,
     SweepConfig,
     SweepError,
     confidence_band,
     plot_relaxed_spread,
+    plot_success_vs_variant,
     read_results,
     relaxed_spread_rows,
     run_sweep,
+    success_vs_variant,
 )
 from robot_stack.provenance import source_commit
+from robot_stack.tables import write_rows
 
 TINY_TRAIN = {"env": {"heightmap_size": 16}, "network": {"widths": [2], "kernel_sizes": [3], "hidden": 2},
               "total_steps": 16, "eval_every": 8, "eval_episodes": 2, "expert_episodes": 1, "num_envs": 1,
@@ -71,6 +75,7 @@ def test_two_by_two_grid_on_local_ray_writes_csv_and_png(tmp_path):
     assert len((out / "final.csv").read_text().splitlines()) == 5
     for png in ("learning_curves.png", "relaxed_weights.png", "relaxed_spread.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "success_vs_variant.png").exists()  # no variants: no strength axis
     with open(out / "relaxed_spread.csv", newline="") as fh:
         spread = list(csv.DictReader(fh))
     assert spread and {r["family"] for r in spread} == {"relaxed"} and {r["seed"] for r in spread} == {"0", "1"}
@@ -94,6 +99,25 @@ def test_the_relaxed_spread_is_tabled_per_layer_and_plotted_against_the_variant(
     assert [r["spread"] for r in rows if r["layer"] == 1] == [0.2] * 2 * len(variants)
     plot_relaxed_spread(rows, [t.variant for t in trials], tmp_path / "spread.png")
     assert (tmp_path / "spread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _eval_rows(variant: str, family: str, finals: list[float]) -> list[dict]:
+    return [{"family": family, "variant": variant, "seed": seed, "step": step, "success_rate": value,
+             "return": value} for seed, final in enumerate(finals) for step, value in ((0, 0.5), (100, final))]
+
+
+def test_success_against_strength_takes_each_cells_last_eval_in_strength_order(tmp_path):
+    rows = (_eval_rows("1", "exact", [0.4, 0.6]) + _eval_rows("0", "exact", [0.8, 0.8])
+            + _eval_rows("0.5", "relaxed", [0.9, 0.7]) + _eval_rows("0", "relaxed", [1.0, 0.9]))
+    lines = success_vs_variant(rows)
+    x, mean, half = lines["exact"]
+    assert list(x) == [0.0, 1.0] and np.allclose(mean, [0.8, 0.5]) and half[0] == 0.0 and half[1] > 0.0
+    assert list(lines["relaxed"][0]) == [0.0, 0.5] and np.allclose(lines["relaxed"][1], [0.95, 0.8])
+    csv_path = tmp_path / "results.csv"
+    write_rows(csv_path, rows, CSV_FIELDS)
+    assert plot_success_vs_variant(csv_path, tmp_path / "s.png")
+    assert (tmp_path / "s.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert success_vs_variant(_eval_rows("none", "exact", [0.5])) == {}
 
 
 def test_an_unknown_job_is_an_error_naming_it_and_the_known_ones(capsys):

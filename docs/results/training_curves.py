@@ -7,7 +7,8 @@ or a CSV with the sweep's columns; ``LABEL=SOURCE`` names its line LABEL instead
 ``LABEL=CSV:FAMILY:VARIANT`` keeps only that family's and variant's rows of a CSV (to set old results beside new),
 and ``SOURCE@VARIANT`` puts its rows under VARIANT (e.g. a breaking strength). When relaxed run folders are among the
 sources, OUT_PREFIX_spread.csv/.png hold their layers' spread against the variant (``plot_relaxed_spread``); a CSV
-with the spread's columns (an earlier OUT_PREFIX_spread.csv) adds its rows to that spread, not to the curves.
+with the spread's columns (an earlier OUT_PREFIX_spread.csv) adds its rows to that spread, not to the curves. When
+every variant is a number, OUT_PREFIX_success_vs_variant.png has each line's final success against it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from robot_stack.jobs.sweep import (
     SPREAD_FIELDS,
     plot_learning_curves,
     plot_relaxed_spread,
+    plot_success_vs_variant,
     read_results,
     relaxed_spread_rows,
     relaxed_weights,
@@ -119,6 +121,9 @@ def main(prefix: str, texts: list[str]) -> None:
     write_rows(csv_path, rows, CSV_FIELDS)
     plot_learning_curves(csv_path, png_path)
     print(f"wrote {csv_path} ({len(rows)} rows) and {png_path}")
+    final_png = Path(prefix + "_success_vs_variant.png")
+    if plot_success_vs_variant(csv_path, final_png):
+        print(f"wrote {final_png} (final success against the variant)")
     if spread:
         spread_csv, spread_png = Path(prefix + "_spread.csv"), Path(prefix + "_spread.png")
         write_rows(spread_csv, spread, SPREAD_FIELDS)

@@ -29,7 +29,7 @@ import numpy as np
 
 from robot_stack import config, plotting, provenance
 from robot_stack.jobs import grid, sweep_offline
-from robot_stack.jobs.grid import NO_VARIANT, SweepError, Trial, base_config, confidence_band, draw_curves
+from robot_stack.jobs.grid import NO_VARIANT, Curve, SweepError, Trial, base_config, confidence_band, draw_curves
 from robot_stack.plotting import pyplot, save_figure, weight_grids
 from robot_stack.tables import write_rows
 
@@ -174,6 +174,7 @@ def final_success(result: dict[str, Any]) -> float:
 def write_train_outputs(out: Path, trials: list[Trial], results: list[dict[str, Any]]) -> None:
     write_results(out, trials, results)
     plot_learning_curves(out / "results.csv", out / "learning_curves.png")
+    plot_success_vs_variant(out / "results.csv", out / "success_vs_variant.png")
     plot_relaxed_weights(trials, results, out / "relaxed_weights.png")
     spread = relaxed_spread_rows(trials, results)
     write_rows(out / "relaxed_spread.csv", spread, SPREAD_FIELDS)
@@ -182,7 +183,8 @@ def write_train_outputs(out: Path, trials: list[Trial], results: list[dict[str, 
 
 JOBS: dict[str, Job] = {
     "train": Job(check_train, make_train_trials, run_trial, final_success, write_train_outputs,
-                 "results.csv, final.csv, learning_curves.png, relaxed_weights.png, relaxed_spread.csv/.png"),
+                 "results.csv, final.csv, learning_curves.png, success_vs_variant.png (numeric variants), "
+                 "relaxed_weights.png, relaxed_spread.csv/.png"),
     "offline": Job(sweep_offline.check_offline, sweep_offline.make_offline_trials, sweep_offline.run_offline_trial,
                    sweep_offline.trial_success, sweep_offline.write_offline_outputs,
                    "results.csv, success_vs_size.png, table.md", failure=sweep_offline.failed_trial, resumable=True,
@@ -323,6 +325,36 @@ def plot_learning_curves(csv_path: Path, png_path: Path, metric: str = "success_
     fig.tight_layout()
     fig.savefig(png_path, dpi=120)
     plt.close(fig)
+
+
+def success_vs_variant(rows: list[dict[str, Any]], metric: str = "success_rate") -> dict[str, Curve]:
+    """family -> (variants as numbers, mean, half-width) of the eval ``metric`` at each family's last common step per
+    variant: success against breaking strength. Empty unless every variant is a number."""
+    data = curves(rows, metric)
+    if not data or not all(_is_number(v) for v, _ in data):
+        return {}
+    out = {}
+    for family in sorted({f for _, f in data}):
+        points = sorted((float(v), mean[-1], half[-1]) for (v, f), (_, mean, half) in data.items() if f == family)
+        out[family] = tuple(np.array(column) for column in zip(*points, strict=True))
+    return out
+
+
+def plot_success_vs_variant(csv_path: Path, png_path: Path, metric: str = "success_rate") -> bool:
+    """A line per family of the final eval ``metric`` against the variant with its 95% band, when the variants are
+    numbers (breaking strengths); False, and nothing written, when they are not."""
+    lines = success_vs_variant(read_results(csv_path), metric)
+    if not lines:
+        return False
+    fig, ax = pyplot().subplots(figsize=(6, 4))
+    plotting.draw_curves(ax, {family: (x, mean, mean - half, mean + half) for family, (x, mean, half) in lines.items()},
+                         marker="o", markersize=4)
+    ax.set_xlabel("breaking strength")
+    ax.set_ylabel(f"final eval {metric.replace('_', ' ')} (mean, 95% CI)")
+    if metric == "success_rate":
+        ax.set_ylim(-0.05, 1.05)
+    save_figure(fig, png_path)
+    return True
 
 
 SPREAD_FIELDS = ("family", "variant", "seed", "layer", "spread")
