@@ -280,3 +280,40 @@ def variant_gaps(task: str, variant: str, strength: float | None, layouts: int =
     return VariantGaps(task, variant, env.variant.strength, env.variant.value, RANGES[variant][2], mean("ee_gap_m"),
                        mean("cube_gap_m"), mean("heightmap_gap_m"), goal, mean("reward_gap") / steps, policy.gap,
                        policy.expert_success, policy.averaged_success, policy.states)
+
+
+@dataclass(frozen=True)
+class GoalPasses:
+    """One world_goal push episode rolled on to the horizon past success: which of the goals pad + g.d (one per C4
+    element g, the identity's the true goal) the cube came within the success radius of, and whether it ended in the
+    true goal."""
+
+    passed: tuple[bool, ...]
+    ends_in_goal: bool
+
+
+def rotated_goal_passes(env, policy: Callable[[dict], np.ndarray], seeds: list[int]) -> list[GoalPasses]:
+    """Per reset seed, ``policy`` (obs -> action) driving to the horizon: the test of the bound in docs/sim.md.
+
+    An exactly C4-equivariant policy in a C4-symmetric scene moves the cube, relative to the pad, along g of one path
+    on the four turns of a layout; the true goal pad + d of each turn is pad + g^-1 d of the first. So the share of
+    the turns it succeeds on is the share of the four goals one path passes: at most 1/4 if the path ends in one,
+    more if it sweeps through several."""
+    from sim.tasks import PUSH_SUCCESS_RADIUS
+
+    if env.task != "push" or env.variant.name != "world_goal" or not env.variant.active:
+        raise ConfigError(f"rotated goals need push with world_goal at a strength above 0, got {env.task!r} with "
+                          f"{env.variant.name!r} at {env.variant.strength}")
+    offset = env.variant.goal_offset()
+    turned = np.array([act_on_points(g, offset) for g in Group.parse("C4").elements])
+    out = []
+    for seed in seeds:
+        obs, _ = env.reset(seed=seed)
+        goals = env.object_pose("goal")[0][:2] + turned
+        passed = np.zeros(len(goals), dtype=bool)
+        for _ in range(env.horizon):
+            obs, *_ = env.step(policy(obs))
+            passed |= np.linalg.norm(goals - _object_xy(env), axis=1) < PUSH_SUCCESS_RADIUS
+        ends = bool(np.linalg.norm(goals[0] - _object_xy(env)) < PUSH_SUCCESS_RADIUS)
+        out.append(GoalPasses(tuple(bool(p) for p in passed), ends))
+    return out

@@ -47,6 +47,18 @@ def test_checkpoint_and_package_under_noise_and_dropout(policies, tmp_path, caps
     assert (tmp_path / "robust.png").stat().st_size > 20_000 and "95% Wilson" in out
 
 
+def test_rotated_goals_roll_each_episode_to_the_horizon(policies, tmp_path, capsys):
+    stem = tmp_path / "goals"
+    argv = ["evaluate", str(policies[0]), "--rotated-goals", "env.variant=world_goal", "env.variant_strength=1",
+            "--episodes", "2", "--out", str(stem)]
+    assert cli.main(argv) == 0
+    with open(f"{stem}.csv") as fh:
+        (row,) = list(csv.DictReader(fh))
+    assert row["episodes"] == "2" and float(row["strength"]) == 1.0
+    assert 0.0 <= float(row["share_two_or_more"]) <= 1.0 and 0.0 <= float(row["mean_goals_passed"]) <= 4.0
+    assert "goals passed (of 4)" in capsys.readouterr().out
+
+
 def test_the_levels_reach_the_depth_camera(policies):
     subject, = robustness.load_subjects([str(policies[0])], None, [], None)
     seen: list[np.ndarray] = []
@@ -70,6 +82,7 @@ BAD = [("--noise 0,-0.01", "--noise: level -0.01 is not >= 0"),
        ("env.heightmap_size=32", "does not match the 'push' env"),
        ("env.depth_dropout=0.2", "the camera noise is set by --noise and --dropout"),
        ("MISSING.pt", "no policy at MISSING.pt"),
+       ("--rotated-goals", "rotated goals need push with world_goal at a strength above 0"),
        ("NOT_A_CHECKPOINT", "not a readable checkpoint")]
 
 

@@ -285,3 +285,30 @@ def test_random_start_yaw_turns_the_drawn_gripper_and_keeps_the_layouts():
     for (obs_fixed, info_fixed, _), (obs_rand, info_rand, _) in zip(runs[False], runs[True], strict=True):
         assert info_fixed["layout"] == info_rand["layout"]
         assert not np.allclose(obs_fixed["heightmap"], obs_rand["heightmap"])
+
+
+def test_rotated_goal_passes_counts_the_true_goal_as_success_and_refuses_other_variants():
+    from sim.symmetry import rotated_goal_passes
+
+    env = sim.make_env("push", heightmap_size=16, variant="world_goal", variant_strength=1.0)
+    expert = sim.make_expert("push", env)
+    successes = []
+
+    def drive(obs):
+        action = expert.act(obs, env)
+        successes[-1] |= env.is_success()
+        return action
+
+    passes = []
+    for seed in (0, 1):
+        successes.append(False)
+        expert.reset()
+        passes += rotated_goal_passes(env, drive, [seed])
+        successes[-1] |= env.is_success()
+    assert [p.passed[0] for p in passes] == successes and any(successes)
+    assert all(len(p.passed) == 4 for p in passes) and any(p.ends_in_goal for p in passes)
+    env.close()
+    plain = sim.make_env("push", heightmap_size=16)
+    with pytest.raises(ConfigError, match="world_goal"):
+        rotated_goal_passes(plain, lambda obs: np.zeros(5, np.float32), [0])
+    plain.close()
