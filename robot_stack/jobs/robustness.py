@@ -242,7 +242,7 @@ def rotated_goals_row(subject: Subject, episodes: int) -> dict[str, Any]:
 def format_rotated_goals(rows: list[dict[str, Any]]) -> str:
     head = (f"{'policy':<24} | {'passes true goal':<16} | {'95% Wilson':<12} | {'ends in it':>10} | "
             f"{'goals passed (of 4)':>19} | {'2 or more':>9}")
-    lines = [f"{r['policy']:<24} | {r['successes']}/{r['episodes']} = {r['success_rate']:.2f}".ljust(44)
+    lines = [f"{r['policy']:<24} | {r['successes']}/{r['episodes']} = {r['success_rate']:.2f}".ljust(43)
              + f" | [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {r['ends_in_goal']:10.2f} | "
              f"{r['mean_goals_passed']:19.2f} | {r['share_two_or_more']:9.2f}" for r in rows]
     return "\n".join([head, "-" * len(head), *lines])
