@@ -234,14 +234,20 @@ class ManipulationEnv(gym.Env):
             root = handle - np.array([[c, -s], [s, c]]) @ self._handle_offset[:2]
             return {"door": (float(root[0]), float(root[1]), yaw)}
         names = self._layout_names()
-        min_gap = {"push": 0.08, "stack": 0.08, "lift": 0.0, "reach": 0.0}[self.task]
-        offset = self.variant.goal_offset()
         for _ in range(1000):
             points = [self._sample_disc(rng) for _ in names]
-            if len(points) < 2 or min(np.linalg.norm(points[0] - points[1]),
-                                      np.linalg.norm(points[0] - points[1] - offset)) >= min_gap:
+            if self.objects_apart(points):
                 return {n: (float(p[0]), float(p[1]), 0.0) for n, p in zip(names, points, strict=True)}
         raise RuntimeError("could not place the objects apart; PLACEMENT_RADIUS too small")
+
+    def objects_apart(self, points: list[np.ndarray]) -> bool:
+        """Whether sampled x/y ``points`` (in ``_layout_names`` order) make a layout: push and stack keep the first
+        object 8 cm from the second, and push from the true goal too (world_goal), so no episode starts solved."""
+        if len(points) < 2:
+            return True
+        min_gap = {"push": 0.08, "stack": 0.08, "lift": 0.0, "reach": 0.0}[self.task]
+        gap = np.asarray(points[0], dtype=float)[:2] - np.asarray(points[1], dtype=float)[:2]
+        return min(np.linalg.norm(gap), np.linalg.norm(gap - self.variant.goal_offset())) >= min_gap
 
     def _sample_disc(self, rng: np.random.Generator) -> np.ndarray:
         radius = PLACEMENT_RADIUS * math.sqrt(rng.uniform())

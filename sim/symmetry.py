@@ -290,6 +290,9 @@ class GoalPasses:
 
     passed: tuple[bool, ...]
     ends_in_goal: bool
+    # turns of the layout the start distribution admits (push keeps the cube 8 cm from the true goal, which does
+    # not turn): 1/turns is this layout's weight in the endpoint bound of docs/sim.md
+    admissible_turns: int
 
 
 def rotated_goal_passes(env, policy: Callable[[dict], np.ndarray], seeds: list[int]) -> list[GoalPasses]:
@@ -298,22 +301,25 @@ def rotated_goal_passes(env, policy: Callable[[dict], np.ndarray], seeds: list[i
     An exactly C4-equivariant policy in a C4-symmetric scene moves the cube, relative to the pad, along g of one path
     on the four turns of a layout; the true goal pad + d of each turn is pad + g^-1 d of the first. So the share of
     the turns it succeeds on is the share of the four goals one path passes: at most 1/4 if the path ends in one,
-    more if it sweeps through several."""
+    more if it sweeps through several. The start distribution is rotation-invariant but for the layouts it refuses,
+    so the endpoint bound on it is the mean of 1/admissible_turns over the layouts."""
     from sim.tasks import PUSH_SUCCESS_RADIUS
 
     if env.task != "push" or env.variant.name != "world_goal" or not env.variant.active:
         raise ConfigError(f"rotated goals need push with world_goal at a strength above 0, got {env.task!r} with "
                           f"{env.variant.name!r} at {env.variant.strength}")
-    offset = env.variant.goal_offset()
-    turned = np.array([act_on_points(g, offset) for g in Group.parse("C4").elements])
+    elements = Group.parse("C4").elements
+    turned = np.array([act_on_points(g, env.variant.goal_offset()) for g in elements])
     out = []
     for seed in seeds:
-        obs, _ = env.reset(seed=seed)
+        obs, info = env.reset(seed=seed)
+        start = [np.array(info["layout"][name][:2]) for name in ("cube", "goal")]
+        turns = sum(env.objects_apart(list(act_on_points(g, np.array(start), tuple(env.center)))) for g in elements)
         goals = env.object_pose("goal")[0][:2] + turned
         passed = np.zeros(len(goals), dtype=bool)
         for _ in range(env.horizon):
             obs, *_ = env.step(policy(obs))
             passed |= np.linalg.norm(goals - _object_xy(env), axis=1) < PUSH_SUCCESS_RADIUS
         ends = bool(np.linalg.norm(goals[0] - _object_xy(env)) < PUSH_SUCCESS_RADIUS)
-        out.append(GoalPasses(tuple(bool(p) for p in passed), ends))
+        out.append(GoalPasses(tuple(bool(p) for p in passed), ends, int(turns)))
     return out

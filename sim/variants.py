@@ -15,11 +15,13 @@ cube there, the reach expert hovers over it. Why its optimal policy is not equiv
 * The goal offset d = s * (6 cm, 0) is fixed in the world. Turning a layout by g turns the pad but not d, so the
   expert's action at g.s is not g applied to its action at s; the group average of the expert (the L2-best
   equivariant fit of it on a rotation-invariant start distribution) aims at the pad + mean_g(g^-1 d) = the pad.
-* Success needs the cube within 3 cm of pad + d. An exactly C4-equivariant policy ends the cube, over the orbit
-  {L, gL, g^2 L, g^3 L} of a layout L, at g^k of one point relative to the pad, so it can hit at most the goals
-  pad + g^-k d that lie within 3 cm of one point. Once s * 6 cm * sqrt(2) > 2 * 3 cm (s > 0.71) no two of those
-  four goals are that close: an exactly equivariant policy succeeds on at most 1/4 of the layouts (C8: also 1/4;
-  two neighbours in 8 at most). At s <= 0.5 the pad itself is within 3 cm of every goal: no bound.
+* Success is the cube passing within 3 cm of pad + d (the episode ends there). An exactly C4-equivariant policy
+  moves the cube, over the orbit {L, gL, g^2 L, g^3 L} of a layout L, along g^k of one path relative to the pad,
+  so it succeeds on the turns whose goals pad + g^-k d that one path passes. A path that *ends* in one goal ends in
+  no other once s * 6 cm * sqrt(2) > 2 * 3 cm (s > 0.71): at most 1/4 of the layouts for a policy that pushes to a
+  point and stops. A path may pass several goals on its way, though, so the success of an equivariant policy is
+  bounded only by the share of the four goals its paths pass (``sim.symmetry.rotated_goal_passes``, ``robot-stack
+  evaluate --rotated-goals``); at s <= 0.5 the pad itself is within 3 cm of every goal.
 * The offset is a direction, not a place, so it needs no landmark: the gripper-centred view keeps the world axes
   (its image does not turn with the gripper), so a non-equivariant policy can read "+x" in either view.
 * Layouts keep the cube 8 cm from both the pad and the true goal (no episode starts solved); the second condition

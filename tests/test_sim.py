@@ -287,6 +287,15 @@ def test_random_start_yaw_turns_the_drawn_gripper_and_keeps_the_layouts():
         assert not np.allclose(obs_fixed["heightmap"], obs_rand["heightmap"])
 
 
+def test_a_layout_turned_onto_the_true_goal_is_not_admissible():
+    env = sim.make_env("push", heightmap_size=16, variant="world_goal", variant_strength=1.0)
+    pad = np.array([0.5, 0.0])
+    assert env.objects_apart([pad + [-0.09, 0.0], pad])  # 9 cm from the pad, 15 cm from the true goal
+    assert not env.objects_apart([pad + [0.09, 0.0], pad])  # 3 cm from the true goal, 6 cm +x of the pad
+    assert not env.objects_apart([pad + [0.0, 0.05], pad])  # too near the pad
+    env.close()
+
+
 def test_rotated_goal_passes_counts_the_true_goal_as_success_and_refuses_other_variants():
     from sim.symmetry import rotated_goal_passes
 
@@ -307,6 +316,7 @@ def test_rotated_goal_passes_counts_the_true_goal_as_success_and_refuses_other_v
         successes[-1] |= env.is_success()
     assert [p.passed[0] for p in passes] == successes and any(successes)
     assert all(len(p.passed) == 4 for p in passes) and any(p.ends_in_goal for p in passes)
+    assert all(1 <= p.admissible_turns <= 4 for p in passes)
     env.close()
     plain = sim.make_env("push", heightmap_size=16)
     with pytest.raises(ConfigError, match="world_goal"):

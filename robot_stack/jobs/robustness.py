@@ -235,16 +235,18 @@ def rotated_goals_row(subject: Subject, episodes: int) -> dict[str, Any]:
             "path": str(subject.path), "seed": subject.seed, "strength": env.variant.strength, "episodes": episodes,
             "successes": successes, "success_rate": successes / episodes, "wilson_low": low, "wilson_high": high,
             "ends_in_goal": sum(p.ends_in_goal for p in passes) / episodes,
+            "endpoint_bound": float(np.mean([1.0 / p.admissible_turns for p in passes])),
             "mean_goals_passed": float(counts.mean()), "share_two_or_more": float(np.mean(counts >= 2)),
             "seconds": round(time.perf_counter() - start, 1)}
 
 
 def format_rotated_goals(rows: list[dict[str, Any]]) -> str:
     head = (f"{'policy':<24} | {'passes true goal':<16} | {'95% Wilson':<12} | {'ends in it':>10} | "
-            f"{'goals passed (of 4)':>19} | {'2 or more':>9}")
+            f"{'endpoint bound':>14} | {'goals passed (of 4)':>19} | {'2 or more':>9}")
     lines = [f"{r['policy']:<24} | {r['successes']}/{r['episodes']} = {r['success_rate']:.2f}".ljust(43)
              + f" | [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {r['ends_in_goal']:10.2f} | "
-             f"{r['mean_goals_passed']:19.2f} | {r['share_two_or_more']:9.2f}" for r in rows]
+             f"{r['endpoint_bound']:14.2f} | {r['mean_goals_passed']:19.2f} | {r['share_two_or_more']:9.2f}"
+             for r in rows]
     return "\n".join([head, "-" * len(head), *lines])
 
 
