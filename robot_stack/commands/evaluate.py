@@ -1,5 +1,6 @@
-"""robot-stack evaluate POLICY [POLICY ...]: trained policies under depth-camera noise and dropout (thin wrapper
-over ``robot_stack.jobs.robustness``)."""
+"""robot-stack evaluate POLICY [POLICY ...]: trained policies under depth-camera noise and dropout, or with
+--rotated-goals the world_goal ceiling test (thin wrapper over ``robot_stack.jobs.robustness`` and
+``robot_stack.jobs.rotated_goals``)."""
 
 from __future__ import annotations
 
@@ -63,15 +64,15 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_rotated_goals(args: argparse.Namespace, paths: list[str], overrides: list[str]) -> int:
-    from robot_stack.jobs import robustness as job
+    from robot_stack.jobs import robustness, rotated_goals
 
-    job.check_episodes(args.episodes)
-    subjects = job.load_subjects(paths, args.task, overrides, args.seed)
+    robustness.check_episodes(args.episodes)
+    subjects = robustness.load_subjects(paths, args.task, overrides, args.seed)
     print(f"{len(subjects)} policies x {args.episodes} episodes, each to the horizon past success", flush=True)
     rows = []
     for subject in subjects:
-        rows.append(job.rotated_goals_row(subject, args.episodes))
-        print(job.format_rotated_goals(rows[-1:]).splitlines()[-1], flush=True)
-    print(job.format_rotated_goals(rows))
-    print(f"wrote {job.write_csv(rows, args.out)}")
+        rows.append(rotated_goals.rotated_goals_row(subject, args.episodes))
+        print(rotated_goals.format_rotated_goals(rows[-1:]).splitlines()[-1], flush=True)
+    print(rotated_goals.format_rotated_goals(rows))
+    print(f"wrote {robustness.write_csv(rows, args.out)}")
     return 0
