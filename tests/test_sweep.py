@@ -19,6 +19,7 @@ from robot_stack.jobs.sweep import (
     SweepError,
     confidence_band,
     plot_relaxed_spread,
+    plot_relaxed_weights,
     plot_success_vs_variant,
     read_results,
     relaxed_spread_rows,
@@ -99,6 +100,15 @@ def test_the_relaxed_spread_is_tabled_per_layer_and_plotted_against_the_variant(
     assert [r["spread"] for r in rows if r["layer"] == 1] == [0.2] * 2 * len(variants)
     plot_relaxed_spread(rows, [t.variant for t in trials], tmp_path / "spread.png")
     assert (tmp_path / "spread.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_steerable_layer_has_a_spread_and_no_weight_grid(tmp_path):
+    trials = [Trial("steer_s0", "relaxed_steerable", 0, "1"), Trial("relaxed_s0", "relaxed", 0, "1")]
+    results = [{"evals": [], "relaxed_weights": [{"layer": 0, "spread": 0.3}]}, _relaxed_result([0.2])]
+    assert [(r["family"], r["spread"]) for r in relaxed_spread_rows(trials, results)] == [
+        ("relaxed_steerable", 0.3), ("relaxed", 0.2)]
+    plot_relaxed_weights(trials[:1], results[:1], tmp_path / "none.png")  # no grid to draw: says so, no KeyError
+    assert (tmp_path / "none.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _eval_rows(variant: str, family: str, finals: list[float]) -> list[dict]:

@@ -7,10 +7,10 @@ offline``'s ``run_job``) with progress bars and export off. A ``job: train`` swe
 ``<out_dir>/results.csv`` (one row per evaluation), ``<out_dir>/final.csv`` (one row per trial),
 ``<out_dir>/learning_curves.png`` (mean success over seeds with a 95% t-confidence band, one panel per
 variant), ``<out_dir>/relaxed_weights.png`` (the relaxed group-convolution weights w_l(h) of every
-relaxed actor, per layer and bank, as ``robot_stack.plotting.weight_grid`` draws them) and
-``<out_dir>/relaxed_spread.csv/.png`` (each relaxed layer's spread over the group against the variant, which is a
-breaking strength in the symmetry sweeps). A ``job: offline`` sweep
-writes ``results.csv`` (one row per trial), ``success_vs_size.png`` and ``table.md``.
+relaxed actor, per layer and bank, as ``robot_stack.plotting.weight_grid`` draws them), ``success_vs_variant.png``
+(numeric variants: the final success against them, a line per family) and ``<out_dir>/relaxed_spread.csv/.png``
+(each relaxed layer's spread against the variant, which is a breaking strength in the symmetry sweeps). A
+``job: offline`` sweep writes ``results.csv`` (one row per trial), ``success_vs_size.png`` and ``table.md``.
 
 What differs between the two kinds lives in one table, ``JOBS``: a new kind of sweep is one ``Job`` entry there.
 """
@@ -161,10 +161,11 @@ def run_trial(train_config: dict[str, Any], setup: Callable[[], Any] | None = No
 
 
 def relaxed_weights(actor: Any) -> list[dict[str, Any]]:
-    """The actor's relaxed group-convolution layers with their weights w_l(h) (``relaxed_weights_report``)."""
+    """The actor's relaxed layers (``relaxed_weights_report``): each with its spread (0 = equivariant), a relaxed
+    group convolution also with its weights w_l(h)."""
     from policies.networks.diagnostics import relaxed_weights_report
 
-    return [row for row in relaxed_weights_report(actor) if "weights" in row]
+    return relaxed_weights_report(actor)
 
 
 def final_success(result: dict[str, Any]) -> float:
@@ -361,7 +362,8 @@ SPREAD_FIELDS = ("family", "variant", "seed", "layer", "spread")
 
 
 def relaxed_spread_rows(trials: list[Trial], results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per relaxed trial and layer: the spread of its weights over the group (0 = exactly equivariant)."""
+    """One row per relaxed trial and layer: its spread (0 = exactly equivariant): a relaxed group convolution's weights
+    over the group, a relaxed steerable convolution's coefficients over the kernel positions."""
     return [{"family": t.family, "variant": t.variant, "seed": t.seed, "layer": row["layer"],
              "spread": round(row["spread"], 5)}
             for t, r in zip(trials, results, strict=True) for row in r["relaxed_weights"]]
@@ -387,9 +389,9 @@ def plot_relaxed_spread(rows: list[dict[str, Any]], variants: list[str], png_pat
             half = np.array([h for _, h in stats], dtype=float)
             lines[f"layer {layer}"] = (np.array([x_of[v] for v in present]), mean, mean - half, mean + half)
         plotting.draw_curves(ax, lines, marker="o", markersize=4)
-        ax.set_title(f"{family}: relaxed weights' spread")
+        ax.set_title(f"{family}: relaxed layers' spread")
         ax.set_xlabel("breaking strength" if numeric else "variant")
-        ax.set_ylabel("spread over the group (mean, 95% CI; 0 = equivariant)")
+        ax.set_ylabel("spread (mean, 95% CI; 0 = equivariant)")
         if not numeric:
             ax.set_xticks(range(len(order)), order)
     save_figure(fig, png_path)
@@ -406,5 +408,7 @@ def _is_number(text: str) -> bool:
 
 def plot_relaxed_weights(trials: list[Trial], results: list[dict[str, Any]], png_path: Path) -> None:
     """Each relaxed trial's actor as a grid of w_l(h) per layer and bank against the group element h."""
-    panels = {t.label: r["relaxed_weights"] for t, r in zip(trials, results, strict=True) if r["relaxed_weights"]}
+    grids = {t.label: [row for row in r["relaxed_weights"] if "weights" in row]
+             for t, r in zip(trials, results, strict=True)}
+    panels = {label: rows for label, rows in grids.items() if rows}
     weight_grids(png_path, panels, empty="no relaxed-family trials in this sweep")
