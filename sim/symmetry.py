@@ -313,8 +313,8 @@ def rotated_goal_passes(env, policy: Callable[[dict], np.ndarray], seeds: list[i
     out = []
     for seed in seeds:
         obs, info = env.reset(seed=seed)
-        start = [np.array(info["layout"][name][:2]) for name in ("cube", "goal")]
-        turns = sum(env.objects_apart(list(act_on_points(g, np.array(start), tuple(env.center)))) for g in elements)
+        turns = sum(env.objects_apart([turned_layout[name][:2] for name in ("cube", "goal")])
+                    for turned_layout in (rotate_layout(info["layout"], g, env.center) for g in elements))
         goals = env.object_pose("goal")[0][:2] + turned
         passed = np.zeros(len(goals), dtype=bool)
         for _ in range(env.horizon):

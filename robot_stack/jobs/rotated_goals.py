@@ -49,8 +49,11 @@ def rotated_goals_row(subject: Subject, episodes: int) -> dict[str, Any]:
 def format_rotated_goals(rows: list[dict[str, Any]]) -> str:
     head = (f"{'policy':<24} | {'passes true goal':<16} | {'95% Wilson':<12} | {'ends in it':>10} | "
             f"{'endpoint bound':>14} | {'goals passed (of 4)':>19} | {'2 or more':>9}")
-    lines = [f"{r['policy']:<24} | {r['successes']}/{r['episodes']} = {r['success_rate']:.2f}".ljust(43)
-             + f" | [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | {r['ends_in_goal']:10.2f} | "
-             f"{r['endpoint_bound']:14.2f} | {r['mean_goals_passed']:19.2f} | {r['share_two_or_more']:9.2f}"
-             for r in rows]
-    return "\n".join([head, "-" * len(head), *lines])
+    return "\n".join([head, "-" * len(head), *map(_format_row, rows)])
+
+
+def _format_row(r: dict[str, Any]) -> str:
+    success = f"{r['successes']}/{r['episodes']} = {r['success_rate']:.2f}"
+    return (f"{r['policy']:<24} | {success:<16} | [{r['wilson_low']:.2f}, {r['wilson_high']:.2f}] | "
+            f"{r['ends_in_goal']:10.2f} | {r['endpoint_bound']:14.2f} | {r['mean_goals_passed']:19.2f} | "
+            f"{r['share_two_or_more']:9.2f}")
