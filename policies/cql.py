@@ -48,6 +48,13 @@ class CQLConfig:
     max_grad_norm: float = 0.0  # 0: no clipping
     bc_weight: float = 0.0  # > 0: add bc_weight * ||tanh(mu(s)) - a||^2 to the actor loss (not in the paper)
     encode_once: bool = True  # encode each heightmap once for all sampled actions (False: re-encode, same values)
+    # critic-only updates first: a fine-tuned actor (and the temperature) wait until the critic fits the data,
+    # instead of climbing an untrained critic from the first update
+    actor_warmup_updates: int = 0
+
+    def __post_init__(self) -> None:
+        if self.actor_warmup_updates < 0:
+            raise ValueError(f"cql.actor_warmup_updates must be >= 0, got {self.actor_warmup_updates}")
 
 
 def cql_penalty(q_data: torch.Tensor, q_sampled: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -65,7 +72,8 @@ def _repeat(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class CQL:
-    """``update(batch)`` does one gradient step of the critic, the actor and the temperature(s)."""
+    """``update(batch)`` does one gradient step of the critic and (after ``actor_warmup_updates``) the actor and
+    the entropy temperature; alpha' (with ``lagrange``) every step."""
 
     def __init__(self, actor: nn.Module, make_critic: Callable[[], nn.Module], cfg: CQLConfig | None = None,
                  action_dim: int = 5, device: torch.device | str = "cpu") -> None:
@@ -174,11 +182,14 @@ class CQL:
         if self.cfg.lagrange:
             self._step(self.alpha_prime_opt, self._alpha_prime_loss, None)
             info["alpha_prime"] = self.log_alpha_prime.exp().item()
+        warming_up = self.steps < self.cfg.actor_warmup_updates
         self.critic.requires_grad_(False)
-        loss_a, loss_t, info_a = self.actor_loss(batch)
-        self._step(self.actor_opt, loss_a, self.actor)
+        with torch.set_grad_enabled(not warming_up):  # the losses are still logged while the actor waits
+            loss_a, loss_t, info_a = self.actor_loss(batch)
+        if not warming_up:
+            self._step(self.actor_opt, loss_a, self.actor)
+            self._step(self.alpha_opt, loss_t, None)
         self.critic.requires_grad_(True)
-        self._step(self.alpha_opt, loss_t, None)
         soft_update(self.target_critic, self.critic, self.cfg.tau)
         self.steps += 1
         info.update(info_a, critic_loss=loss_c.item())

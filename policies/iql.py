@@ -49,6 +49,13 @@ class IQLConfig:
     max_weight: float = 100.0
     actor_loss: str = "deterministic"  # "deterministic" (weighted regression of tanh(mu)) | "gaussian" (log-lik.)
     max_grad_norm: float = 0.0  # 0: no clipping
+    # value- and critic-only updates first: a fine-tuned actor waits until V and Q fit the data, instead of being
+    # regressed under the advantage weights of an untrained V from the first update
+    actor_warmup_updates: int = 0
+
+    def __post_init__(self) -> None:
+        if self.actor_warmup_updates < 0:
+            raise ValueError(f"iql.actor_warmup_updates must be >= 0, got {self.actor_warmup_updates}")
 
 
 ACTOR_LOSSES = ("deterministic", "gaussian")
@@ -71,7 +78,7 @@ def gaussian_log_prob(mean_pre_tanh: torch.Tensor, std: torch.Tensor, action: to
 
 
 class IQL:
-    """``update(batch)`` does one gradient step of V, the twin Q and the actor."""
+    """``update(batch)`` does one gradient step of V, the twin Q and (after ``actor_warmup_updates``) the actor."""
 
     def __init__(self, actor: nn.Module, make_critic: Callable[[], nn.Module], cfg: IQLConfig | None = None,
                  action_dim: int = 5, device: torch.device | str = "cpu",
@@ -125,8 +132,11 @@ class IQL:
         self._step(self.value_opt, loss_v, self.value)
         loss_q = self.critic_loss(batch)
         self._step(self.critic_opt, loss_q, self.critic)
-        loss_pi, weights = self.actor_loss(batch, adv)
-        self._step(self.actor_opt, loss_pi, self.actor)
+        warming_up = self.steps < self.cfg.actor_warmup_updates
+        with torch.set_grad_enabled(not warming_up):  # the loss is still logged while the actor waits
+            loss_pi, weights = self.actor_loss(batch, adv)
+        if not warming_up:
+            self._step(self.actor_opt, loss_pi, self.actor)
         soft_update(self.target_critic, self.critic, self.cfg.tau)
         self.steps += 1
         info = {"value_loss": loss_v.item(), "critic_loss": loss_q.item(), "actor_loss": loss_pi.item(),

@@ -268,3 +268,31 @@ def test_iql_actor_follows_the_higher_advantage_action(beta, lowest):
         algo._step(algo.actor_opt, loss, algo.actor)
     dx = torch.tanh(algo.actor(batch.heightmap[:1], batch.vector[:1])[0][0, 0]).item()
     assert lowest < dx < (0.1 if beta == 0 else 0.5)
+
+
+@pytest.mark.parametrize("kind", ["iql", "cql"])
+def test_actor_waits_for_its_warmup_updates_while_the_critic_learns(kind):
+    """actor_warmup_updates=3: the actor (and CQL's temperature) keep their weights for three updates while the
+    critic moves; the fourth update moves the actor. The logged keys are the same before and after."""
+    torch.manual_seed(0)
+    if kind == "iql":
+        algo = IQL(MLPActor(), MLPCritic, IQLConfig(actor_warmup_updates=3, actor_lr=1e-2))
+    else:
+        algo = CQL(MLPActor(), MLPCritic, CQLConfig(actor_warmup_updates=3, actor_lr=1e-2, num_sampled=2))
+
+    def snapshot(module):
+        return [p.detach().clone() for p in module.parameters()]
+
+    actor0, critic0 = snapshot(algo.actor), snapshot(algo.critic)
+    temperature0 = algo.log_alpha_ent.item() if kind == "cql" else None
+    keys = [set(algo.update(tiny_batch(b=8, seed=i))) for i in range(3)]
+    assert all(torch.equal(a, b) for a, b in zip(actor0, snapshot(algo.actor), strict=True))
+    assert any(not torch.equal(a, b) for a, b in zip(critic0, snapshot(algo.critic), strict=True))
+    if kind == "cql":
+        assert algo.log_alpha_ent.item() == temperature0
+    keys.append(set(algo.update(tiny_batch(b=8, seed=3))))
+    assert any(not torch.equal(a, b) for a, b in zip(actor0, snapshot(algo.actor), strict=True))
+    assert all(k == keys[0] for k in keys)
+    config = IQLConfig if kind == "iql" else CQLConfig
+    with pytest.raises(ValueError, match=f"{kind}.actor_warmup_updates"):
+        config(actor_warmup_updates=-1)
