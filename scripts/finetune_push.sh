@@ -2,7 +2,7 @@
 # Issue 21, Build item 3: fine-tuning from robot episodes, measured on push (the Accept line: +15 points on average
 # over 3 seeds, never lower by more than the band).
 #
-#   scripts/finetune_push.sh OUT_DIR ALGO CKPT [CKPT ...]        # ALGO: iql or cql; one checkpoint per training seed
+#   scripts/finetune_push.sh OUT_DIR ALGO CKPT [CKPT ...]   # ALGO: iql, cql or bc (the control); one checkpoint per seed
 #
 # For each online-trained checkpoint (robot-stack train, e.g. runs/sweep_push_h80/trials/relaxed_none_s0/checkpoint.pt,
 # its config.yaml next to it), with the project's own commands only:
@@ -23,23 +23,26 @@
 # Environment overrides (defaults in brackets): STEPS [2000] BATCH [32] EVAL [50] EPISODES [50] (robot episodes)
 # MAX_STEPS [the task's horizon: 80 for push] RATE_HZ [20] (the sim's control period is 50 ms) EXPERT_EPISODES [20]
 # TRAIN_STORE [OUT_DIR/push_expertN.zarr, made as above] (any recorded push store at the checkpoints' view and size)
-# OFFLINE_ARGS [none] (more key=value overrides for robot-stack offline, e.g. "iql.beta=3") RUN [finetune_ALGO_STEPS]
-# (the name of the offline run's folder: another RUN keeps a variant's results beside the first)
+# OFFLINE_ARGS ["successes_only=true iql.beta=0.5"] (key=value overrides for robot-stack offline; set it empty for
+# the launch file's own settings) RUN [finetune_ALGO_STEPS] (the name of the offline run's folder: another RUN keeps a
+# variant's results beside the first). The default fine-tunes on the successful episodes only (robot and training
+# store), with advantage weights near 1: on push the launch file's IQL (beta 30, every episode) lowered success and
+# this raised it (docs/results/offline.md, issue 21 session 6).
 # OMP_NUM_THREADS [1]. Seeds: robot episode i of a checkpoint trained with seed s resets with 20000 + 1000 s + i;
 # the offline job takes seed s, so its eval layouts are those of that seed's online evaluations.
-# Smoke run (16 px checkpoint, seconds): EPISODES=2 STEPS=2 EVAL=1 MAX_STEPS=5 EXPERT_EPISODES=2 BATCH=4 \
-#   scripts/finetune_push.sh /tmp/ft iql /tmp/train_s0/checkpoint.pt
+# Smoke run (16 px checkpoint, seconds; five steps make no success to keep): OFFLINE_ARGS= EPISODES=2 STEPS=2 EVAL=1 \
+#   MAX_STEPS=5 EXPERT_EPISODES=2 BATCH=4 scripts/finetune_push.sh /tmp/ft iql /tmp/train_s0/checkpoint.pt
 set -euo pipefail
 
 usage() {
-    echo "usage: $0 OUT_DIR ALGO CKPT [CKPT ...]   (ALGO: iql or cql)" >&2
+    echo "usage: $0 OUT_DIR ALGO CKPT [CKPT ...]   (ALGO: iql, cql or bc)" >&2
     exit 2
 }
 [[ $# -ge 3 ]] || usage
 OUT_DIR=$1
 ALGO=$2
 shift 2
-case "$ALGO" in iql | cql) ;; *) echo "ALGO must be iql or cql, got '$ALGO'" >&2; usage ;; esac
+case "$ALGO" in iql | cql | bc) ;; *) echo "ALGO must be iql, cql or bc, got '$ALGO'" >&2; usage ;; esac
 
 STEPS=${STEPS:-2000}
 BATCH=${BATCH:-32}
@@ -131,7 +134,7 @@ EOF
 VIEW=""
 SIZE=""
 EXPERT=${TRAIN_STORE:-$OUT_DIR/push_expert$EXPERT_EPISODES.zarr}
-read -r -a OFFLINE_EXTRA <<< "${OFFLINE_ARGS:-}"
+read -r -a OFFLINE_EXTRA <<< "${OFFLINE_ARGS-successes_only=true iql.beta=0.5}"
 for i in "${!CKPTS[@]}"; do
     ckpt=${CKPTS[$i]}
     tag=${TAGS[$i]}
@@ -187,7 +190,7 @@ for i in "${!CKPTS[@]}"; do
     # 3. fine-tune offline from the checkpoint on the robot store mixed with the expert store
     name=${RUN:-finetune_${ALGO}_${STEPS}}
     if [[ ! -f $dir/$name/summary.json ]]; then
-        echo "-- offline $ALGO, $STEPS updates, batch $BATCH, $EVAL eval episodes before and after"
+        echo "-- offline $ALGO, $STEPS updates, batch $BATCH, $EVAL eval episodes before and after${OFFLINE_EXTRA[*]:+, ${OFFLINE_EXTRA[*]}}"
         t0=$(date +%s)
         run_logged "$dir/$name.log" "${RS[@]}" offline offline_push --init "$ckpt" --dataset "$robot" \
             --dataset "$EXPERT" "algo=$ALGO" "env.view=$view" "env.heightmap_size=$size" "${net[@]}" \
