@@ -36,7 +36,7 @@ class BC:
         self.cfg = cfg or BCConfig()
         self.device = torch.device(device)
         self.actor = actor.to(self.device)
-        self.opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
+        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=self.cfg.lr)
         self.steps = 0
 
     def modules(self) -> dict[str, nn.Module]:
@@ -45,11 +45,11 @@ class BC:
     def update(self, batch: Batch) -> dict[str, float]:
         mean, _ = self.actor(batch.heightmap, batch.vector)
         loss = bc_loss(mean, batch.action)
-        self.opt.zero_grad(set_to_none=True)
+        self.actor_opt.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm > 0:
             nn.utils.clip_grad_norm_(self.actor.parameters(), self.cfg.max_grad_norm)
-        self.opt.step()
+        self.actor_opt.step()
         self.steps += 1
         info = {"bc_loss": loss.item()}
         check_finite(info, f"BC step {self.steps}")

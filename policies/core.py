@@ -1,5 +1,6 @@
 """The RL core every algorithm shares (SAC, CQL, IQL, BC), written once: the device choice, the batch type, the
-twin critic, the tanh-Gaussian actor sampler, the soft target update and the finite-loss check.
+twin critic, the tanh-Gaussian actor sampler, the soft target update, the actor's learning-rate schedule and the
+finite-loss check.
 
 The actor's log-std bounds are ``NetworkConfig.log_std_min`` / ``log_std_max``, applied in ``Actor.forward``;
 nothing here clamps again.
@@ -66,9 +67,31 @@ class Batch:
 
 _PER_SAMPLE = ("reward", "done", "discount", "expert")
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def actor_lr_schedule(opt: torch.optim.Optimizer, kind: str, updates: int, warmup_updates: int = 0
+                      ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """Step once per update. ``constant``: None. ``cosine``: the learning rate is held through the warm-up updates,
+    then falls along a half cosine to 0 at update ``updates`` and stays there (CORL's IQL anneals its actor so):
+    the last updates of a fixed-length run take ever smaller steps, so the policy it ends on does not hinge on its
+    last few batches."""
+    if kind not in LR_SCHEDULES:
+        raise ValueError(f"actor_lr_schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
+    if kind == "constant":
+        return None
+    span = max(updates - warmup_updates, 1)
+
+    def factor(update: int) -> float:
+        done = min(max(update - warmup_updates, 0), span) / span
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
 
 class Algorithm(Protocol):
     actor: nn.Module
+    actor_opt: torch.optim.Optimizer
 
     def update(self, batch: Batch) -> dict[str, float]: ...
 

@@ -295,3 +295,19 @@ def test_the_command_refuses_a_bad_store_in_one_line_naming_it(tmp_path, toy_sto
                          f"env.heightmap_size={SIZE}", f"out_dir={tmp_path}"])
         err = capsys.readouterr().err.strip()
         assert code == 2 and str(store) in err and problem in err and "\n" not in err, err
+
+
+def test_cosine_actor_lr_schedule_ends_the_run_at_zero_and_a_bad_one_is_refused(tmp_path, toy_store, monkeypatch):
+    seen = []
+    original = offline_job.train_loop
+
+    def spy(algo, *args, **kwargs):
+        history = original(algo, *args, **kwargs)
+        seen.append(algo.actor_opt.param_groups[0]["lr"])
+        return history
+
+    monkeypatch.setattr(offline_job, "train_loop", spy)
+    run_job(job(tmp_path, [toy_store], algo="bc", actor_lr_schedule="cosine", eval_episodes=0))
+    assert seen == [pytest.approx(0.0)]
+    with pytest.raises(config.ConfigError, match="actor_lr_schedule 'cosin'"):
+        job(tmp_path, [toy_store], actor_lr_schedule="cosin")

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from policies.bc import BC, bc_loss
-from policies.core import Batch, sample_tanh_gaussian
+from policies.core import Batch, actor_lr_schedule, sample_tanh_gaussian
 from policies.cql import CQL, CQLConfig, cql_penalty
 from policies.data import TransitionArrays, batches, rotate_batch
 from policies.iql import IQL, IQLConfig, advantage_weights, expectile_loss, gaussian_log_prob
@@ -183,7 +183,7 @@ def test_bc_loss_matches_hand_computation_and_fits():
     rng = np.random.default_rng(0)
     algo = BC(MLPActor(), device="cpu")
     algo.cfg.lr = 1e-3
-    algo.opt = torch.optim.Adam(algo.actor.parameters(), lr=1e-3)
+    algo.actor_opt = torch.optim.Adam(algo.actor.parameters(), lr=1e-3)
     stream = batches(toy_transitions(256, rng), 64, rng, None, torch.device("cpu"))
     first = algo.update(next(stream))["bc_loss"]
     for _ in range(200):
@@ -296,3 +296,20 @@ def test_actor_waits_for_its_warmup_updates_while_the_critic_learns(kind):
     config = IQLConfig if kind == "iql" else CQLConfig
     with pytest.raises(ValueError, match=f"{kind}.actor_warmup_updates"):
         config(actor_warmup_updates=-1)
+
+
+def test_cosine_actor_lr_holds_through_the_warmup_then_falls_to_zero_and_stays():
+    opt = torch.optim.Adam([nn.Parameter(torch.zeros(1))], lr=1e-2)
+    schedule = actor_lr_schedule(opt, "cosine", updates=10, warmup_updates=4)
+    lrs = []
+    for _ in range(14):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        schedule.step()
+    assert lrs[:5] == pytest.approx([1e-2] * 5)
+    assert lrs[7] == pytest.approx(5e-3)  # half way through the 6 updates after the warm-up
+    assert all(a > b for a, b in zip(lrs[4:10], lrs[5:10], strict=False))
+    assert lrs[10:] == pytest.approx([0.0] * 4)
+    assert actor_lr_schedule(opt, "constant", updates=10) is None
+    with pytest.raises(ValueError, match="actor_lr_schedule 'linear'"):
+        actor_lr_schedule(opt, "linear", updates=10)

@@ -15,7 +15,7 @@ import torch
 
 import sim
 from policies.checkpoint import load_module_state, module_state, read_checkpoint, write_checkpoint
-from policies.core import Algorithm, Batch, pick_device
+from policies.core import LR_SCHEDULES, Algorithm, Batch, actor_lr_schedule, pick_device
 from policies.data import batches, load_datasets
 from policies.export import export_actor
 from policies.networks import NetworkConfig
@@ -39,6 +39,7 @@ class OfflineJob:
     successes_only: bool = False  # train on the episodes recorded as successful only (filtered BC)
     init: str | None = None  # checkpoint to start from (fine-tuning)
     steps: int = 100_000  # gradient steps (the seed paper: 100k)
+    actor_lr_schedule: str = "constant"  # constant | cosine: to 0 over the actor's updates (policies.core)
     batch_size: int = 64
     augment: bool | None = None  # rotate every batch by a random group element; None: on unless all nets are cnn
     seed: int = 0
@@ -57,6 +58,8 @@ class OfflineJob:
             self.network = {**self.network, "critic_family": net.critic_family}
         for name in ("cql", "iql", "bc"):
             algorithm_config(name, getattr(self, name))
+        if self.actor_lr_schedule not in LR_SCHEDULES:
+            raise config.ConfigError(f"actor_lr_schedule {self.actor_lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
 
 
 def run_job(job: OfflineJob) -> dict[str, Any]:
@@ -75,7 +78,9 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     group = Group.parse(spec.group) if augments(job, spec) else None
     stream = batches(data, job.batch_size, rng, group, device)
     t0 = time.perf_counter()
-    history = train_loop(algo, stream, job.steps, job.log_every, job.progress)
+    schedule = actor_lr_schedule(algo.actor_opt, job.actor_lr_schedule, job.steps,
+                                 getattr(algo.cfg, "actor_warmup_updates", 0))
+    history = train_loop(algo, stream, job.steps, job.log_every, job.progress, schedule=schedule)
     train_seconds = time.perf_counter() - t0
     result = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
     out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
@@ -109,9 +114,10 @@ def augments(job: OfflineJob, spec: PolicySpec) -> bool:
 
 
 def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: int = 100,
-               progress: bool = True, callback: Callable[[int, dict[str, float]], Any] | None = None
-               ) -> list[dict[str, float]]:
-    """Run ``steps`` gradient updates; returns the logged metrics (mean over each ``log_every`` window)."""
+               progress: bool = True, callback: Callable[[int, dict[str, float]], Any] | None = None,
+               schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> list[dict[str, float]]:
+    """Run ``steps`` gradient updates, stepping ``schedule`` after each; returns the logged metrics (mean over each
+    ``log_every`` window)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     history: list[dict[str, float]] = []
@@ -122,6 +128,8 @@ def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: 
         task = bar.add_task(type(algo).__name__, total=steps, info="")
         for step in range(1, steps + 1):
             metrics = algo.update(next(stream))
+            if schedule is not None:
+                schedule.step()
             window.append(metrics)
             if step % log_every == 0 or step == steps:
                 mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}
