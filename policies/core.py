@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from robot_stack.config import ConfigError
+
 
 def pick_device(name: str = "auto") -> torch.device:
     """``auto``: CUDA when present, CPU otherwise."""
@@ -70,14 +72,18 @@ _PER_SAMPLE = ("reward", "done", "discount", "expert")
 LR_SCHEDULES = ("constant", "cosine")
 
 
+def check_lr_schedule(kind: str) -> None:
+    if kind not in LR_SCHEDULES:
+        raise ConfigError(f"actor_lr_schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
+
+
 def actor_lr_schedule(opt: torch.optim.Optimizer, kind: str, updates: int, warmup_updates: int = 0
                       ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """Step once per update. ``constant``: None. ``cosine``: the learning rate is held through the warm-up updates,
     then falls along a half cosine to 0 at update ``updates`` and stays there (CORL's IQL anneals its actor so):
     the last updates of a fixed-length run take ever smaller steps, so the policy it ends on does not hinge on its
     last few batches."""
-    if kind not in LR_SCHEDULES:
-        raise ValueError(f"actor_lr_schedule {kind!r}; valid: {', '.join(LR_SCHEDULES)}")
+    check_lr_schedule(kind)
     if kind == "constant":
         return None
     span = max(updates - warmup_updates, 1)

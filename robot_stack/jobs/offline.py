@@ -15,7 +15,7 @@ import torch
 
 import sim
 from policies.checkpoint import load_module_state, module_state, read_checkpoint, write_checkpoint
-from policies.core import LR_SCHEDULES, Algorithm, Batch, actor_lr_schedule, pick_device
+from policies.core import Algorithm, Batch, actor_lr_schedule, check_lr_schedule, pick_device
 from policies.data import batches, load_datasets
 from policies.export import export_actor
 from policies.networks import NetworkConfig
@@ -58,8 +58,7 @@ class OfflineJob:
             self.network = {**self.network, "critic_family": net.critic_family}
         for name in ("cql", "iql", "bc"):
             algorithm_config(name, getattr(self, name))
-        if self.actor_lr_schedule not in LR_SCHEDULES:
-            raise config.ConfigError(f"actor_lr_schedule {self.actor_lr_schedule!r}; valid: {', '.join(LR_SCHEDULES)}")
+        check_lr_schedule(self.actor_lr_schedule)
 
 
 def run_job(job: OfflineJob) -> dict[str, Any]:
