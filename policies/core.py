@@ -17,6 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from robot_stack.config import ConfigError
 
@@ -93,6 +94,22 @@ def actor_lr_schedule(opt: torch.optim.Optimizer, kind: str, updates: int, warmu
         return 0.5 * (1.0 + math.cos(math.pi * done))
 
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+def check_actor_average(decay: float) -> None:
+    if not 0.0 <= decay < 1.0:
+        raise ConfigError(f"actor_average {decay!r}: the decay of the actor's weight average must be in [0, 1)")
+
+
+def actor_average(actor: nn.Module, decay: float) -> AveragedModel | None:
+    """An exponential moving average of the actor's weights (torch's ``AveragedModel``), updated once per update by
+    ``average.update_parameters(actor)``; None for decay 0. Offline runs end at a fixed update count, and the actor
+    of their last update swings with its last batches; the average over the last ~1 / (1 - decay) updates does
+    not. While the actor waits out a warm-up, its weights do not move, so neither does the average."""
+    check_actor_average(decay)
+    if decay == 0.0:
+        return None
+    return AveragedModel(actor, multi_avg_fn=get_ema_multi_avg_fn(decay))
 
 
 class Algorithm(Protocol):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import zarr
 
 import robot_stack.jobs.offline as offline_job
@@ -311,3 +312,26 @@ def test_cosine_actor_lr_schedule_ends_the_run_at_zero_and_a_bad_one_is_refused(
     assert seen == [pytest.approx(0.0)]
     with pytest.raises(config.ConfigError, match="actor_lr_schedule 'cosin'"):
         job(tmp_path, [toy_store], actor_lr_schedule="cosin")
+
+
+def test_actor_average_is_what_is_saved_and_the_last_update_is_evaluated_beside_it(tmp_path, toy_store, monkeypatch):
+    weights = {}
+    original = offline_job.train_loop
+
+    def spy(algo, *args, average=None, **kwargs):
+        history = original(algo, *args, average=average, **kwargs)
+        if average is None:
+            return history
+        weights["last"] = {k: v.clone() for k, v in algo.actor.state_dict().items()}
+        weights["average"] = {k: v.clone() for k, v in average.module.state_dict().items()}
+        return history
+
+    monkeypatch.setattr(offline_job, "train_loop", spy)
+    summary = run_job(job(tmp_path, [toy_store], algo="bc", actor_average=0.9, steps=20))
+    saved = read_checkpoint(summary["files"]["checkpoint"]).module("actor", "test")
+    assert all(torch.equal(saved[k], weights["average"][k]) for k in saved)
+    assert not all(torch.equal(saved[k], weights["last"][k]) for k in saved)
+    assert set(summary["eval_last_iterate"]) == set(summary["eval"])
+    assert "eval_last_iterate" not in run_job(job(tmp_path, [toy_store], algo="bc", name="plain"))
+    with pytest.raises(config.ConfigError, match="actor_average 1.5"):
+        job(tmp_path, [toy_store], actor_average=1.5)

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from policies.bc import BC, bc_loss
-from policies.core import Batch, actor_lr_schedule, sample_tanh_gaussian
+from policies.core import Batch, actor_average, actor_lr_schedule, sample_tanh_gaussian
 from policies.cql import CQL, CQLConfig, cql_penalty
 from policies.data import TransitionArrays, batches, rotate_batch
 from policies.iql import IQL, IQLConfig, advantage_weights, expectile_loss, gaussian_log_prob
@@ -313,3 +313,18 @@ def test_cosine_actor_lr_holds_through_the_warmup_then_falls_to_zero_and_stays()
     assert actor_lr_schedule(opt, "constant", updates=10) is None
     with pytest.raises(ValueError, match="actor_lr_schedule 'linear'"):
         actor_lr_schedule(opt, "linear", updates=10)
+
+
+def test_actor_average_is_the_exponential_average_of_the_updates_from_the_first_one():
+    actor = nn.Linear(1, 1, bias=False)
+    average = actor_average(actor, decay=0.5)
+    for value in (4.0, 8.0, 2.0):
+        with torch.no_grad():
+            actor.weight.fill_(value)
+        average.update_parameters(actor)
+    # the first update copies (4), then 0.5 * old + 0.5 * new: 6, then 4
+    assert average.module.weight.item() == pytest.approx(4.0)
+    assert actor.weight.item() == 2.0
+    assert actor_average(actor, decay=0.0) is None
+    with pytest.raises(ValueError, match="actor_average 1.0"):
+        actor_average(actor, decay=1.0)

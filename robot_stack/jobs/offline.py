@@ -15,7 +15,16 @@ import torch
 
 import sim
 from policies.checkpoint import load_module_state, module_state, read_checkpoint, write_checkpoint
-from policies.core import Algorithm, Batch, actor_lr_schedule, check_lr_schedule, pick_device
+from policies.core import (
+    Algorithm,
+    Batch,
+    actor_average,
+    actor_lr_schedule,
+    check_actor_average,
+    check_lr_schedule,
+    pick_device,
+    soft_update,
+)
 from policies.data import batches, load_datasets
 from policies.export import export_actor
 from policies.networks import NetworkConfig
@@ -40,6 +49,9 @@ class OfflineJob:
     init: str | None = None  # checkpoint to start from (fine-tuning)
     steps: int = 100_000  # gradient steps (the seed paper: 100k)
     actor_lr_schedule: str = "constant"  # constant | cosine: to 0 over the actor's updates (policies.core)
+    # > 0: evaluate, save and export the moving average of the actor's weights with this decay (policies.core);
+    # the last update's actor is evaluated too (summary "eval_last_iterate")
+    actor_average: float = 0.0
     batch_size: int = 64
     augment: bool | None = None  # rotate every batch by a random group element; None: on unless all nets are cnn
     seed: int = 0
@@ -59,6 +71,7 @@ class OfflineJob:
         for name in ("cql", "iql", "bc"):
             algorithm_config(name, getattr(self, name))
         check_lr_schedule(self.actor_lr_schedule)
+        check_actor_average(self.actor_average)
 
 
 def run_job(job: OfflineJob) -> dict[str, Any]:
@@ -79,8 +92,13 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     t0 = time.perf_counter()
     schedule = actor_lr_schedule(algo.actor_opt, job.actor_lr_schedule, job.steps,
                                  getattr(algo.cfg, "actor_warmup_updates", 0))
-    history = train_loop(algo, stream, job.steps, job.log_every, job.progress, schedule=schedule)
+    average = actor_average(algo.actor, job.actor_average)
+    history = train_loop(algo, stream, job.steps, job.log_every, job.progress, schedule=schedule, average=average)
     train_seconds = time.perf_counter() - t0
+    last_iterate = None
+    if average is not None:
+        last_iterate = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
+        soft_update(algo.actor, average.module, 1.0)  # the average is what is evaluated, saved and exported
     result = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
     out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +109,8 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
                "provenance": provenance.record("offline")}
     if before is not None:
         summary["eval_before"] = before
+    if last_iterate is not None:
+        summary["eval_last_iterate"] = last_iterate
     save_run(algo, spec, out, summary, job.network, export=job.export)
     return summary
 
@@ -114,9 +134,10 @@ def augments(job: OfflineJob, spec: PolicySpec) -> bool:
 
 def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: int = 100,
                progress: bool = True, callback: Callable[[int, dict[str, float]], Any] | None = None,
-               schedule: torch.optim.lr_scheduler.LRScheduler | None = None) -> list[dict[str, float]]:
-    """Run ``steps`` gradient updates, stepping ``schedule`` after each; returns the logged metrics (mean over each
-    ``log_every`` window)."""
+               schedule: torch.optim.lr_scheduler.LRScheduler | None = None,
+               average: torch.optim.swa_utils.AveragedModel | None = None) -> list[dict[str, float]]:
+    """Run ``steps`` gradient updates, stepping ``schedule`` and averaging the actor into ``average`` after each;
+    returns the logged metrics (mean over each ``log_every`` window)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     history: list[dict[str, float]] = []
@@ -129,6 +150,8 @@ def train_loop(algo: Algorithm, stream: Iterator[Batch], steps: int, log_every: 
             metrics = algo.update(next(stream))
             if schedule is not None:
                 schedule.step()
+            if average is not None:
+                average.update_parameters(algo.actor)
             window.append(metrics)
             if step % log_every == 0 or step == steps:
                 mean = {k: float(np.mean([m[k] for m in window])) for k in window[0]}

@@ -215,11 +215,14 @@ def run_offline_trial(job_config: dict[str, Any], setup: Callable[[], Any] | Non
         return {"error": error_text(exc), "diverged": isinstance(exc, FloatingPointError),
                 "seconds": time.perf_counter() - started, "random_success": cached_random_success(job)}
     last = summary["history"][-1] if summary["history"] else {}
+    metrics = {k: v for k, v in last.items() if k != "step"}
+    if "eval_last_iterate" in summary:  # with the actor's weights averaged: how the last update's actor scored
+        metrics["last_iterate_success"] = summary["eval_last_iterate"]["success_rate"]
     ev = summary["eval"]
     return {"success_rate": ev["success_rate"], "return": ev["mean_return"], "length": ev["mean_length"],
             "transitions": summary["transitions"], "train_seconds": summary["train_seconds"],
             "seconds": time.perf_counter() - started, "random_success": cached_random_success(job),
-            "metrics": {k: v for k, v in last.items() if k != "step"}, "error": ""}
+            "metrics": metrics, "error": ""}
 
 
 def error_text(exc: BaseException) -> str:
