@@ -23,7 +23,6 @@ from policies.core import (
     check_actor_average,
     check_lr_schedule,
     pick_device,
-    soft_update,
 )
 from policies.data import batches, load_datasets
 from policies.export import export_actor
@@ -98,7 +97,7 @@ def run_job(job: OfflineJob) -> dict[str, Any]:
     last_iterate = None
     if average is not None:
         last_iterate = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
-        soft_update(algo.actor, average.module, 1.0)  # the average is what is evaluated, saved and exported
+        load_module_state(algo.actor, module_state(average.module))  # evaluated, saved and exported from here
     result = evaluate(torch_policy(algo.actor, spec, device), env, job.eval_episodes, job.seed)
     out = Path(job.out_dir) / (job.name or f"{job.task}_{job.algo}_{spec.family}_s{job.seed}")
     out.mkdir(parents=True, exist_ok=True)
